@@ -1,0 +1,3 @@
+from lvsgen.cli import main
+
+main()

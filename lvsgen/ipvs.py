@@ -1,0 +1,55 @@
+"""The IPVS table as ``ipvsadm -S -n`` (``ipvsadm-save -n``) prints it.
+
+lvsgen writes the rules file in exactly that form, so that a saved live table and the file
+compare byte for byte: that is how setup.sh knows a reload is not needed. ``ipvsadm -S`` never
+prints thresholds (-x/-y), so lvsgen does not offer them: a table with thresholds could never
+match its file. The order of the lines is ipvsadm's own, from lvsgen.order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Sequence
+
+from lvsgen.model import Forwarding, IPAddress, RealServer, Service
+from lvsgen.order import sort_services
+
+
+def addr_port(address: IPAddress, port: int) -> str:
+    """192.0.2.1:80, or [2001:db8::1]:80 for IPv6."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"[{address.compressed}]:{port}"
+    return f"{address}:{port}"
+
+
+def service_line(svc: Service) -> str:
+    line = f"-A {svc.protocol.flag} {addr_port(svc.address, svc.port)} -s {svc.scheduler}"
+    if svc.persistence is not None:
+        line += f" -p {svc.persistence.timeout}"
+        full = svc.address.max_prefixlen
+        if svc.persistence.granularity != full:
+            if svc.address.version == 4:
+                mask = ipaddress.IPv4Network(f"0.0.0.0/{svc.persistence.granularity}").netmask
+                line += f" -M {mask}"
+            else:
+                line += f" -M {svc.persistence.granularity}"
+    return line
+
+
+def dest_line(svc: Service, rs: RealServer) -> str:
+    line = (
+        f"-a {svc.protocol.flag} {addr_port(svc.address, svc.port)}"
+        f" -r {addr_port(rs.address, rs.port)} {svc.forwarding.flag} -w {rs.weight}"
+    )
+    if svc.forwarding is Forwarding.TUN:
+        line += " --tun-type ipip"
+    return line
+
+
+def rules(services: Sequence[Service]) -> list[str]:
+    """Every line of ``ipvsadm -S -n`` for these services, in ipvsadm's order."""
+    out: list[str] = []
+    for svc in sort_services(services):
+        out.append(service_line(svc))
+        out.extend(dest_line(svc, rs) for rs in svc.real_servers)
+    return out

@@ -1,0 +1,201 @@
+"""Step 4: the typed, immutable model of a cluster.
+
+Built only from a document that passed the schema and the semantic checks. Every default is
+taken from the schema's ``default`` keywords (the one place defaults live) or derived here.
+Collections are tuples, sorted here, so every later step sees one canonical order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Any, Union
+
+from lvsgen.order import sort_dests, sort_services
+from lvsgen.schema import load_schema
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+class Role(Enum):
+    DIRECTOR = "director"
+    REAL_SERVER = "real-server"
+
+
+class Protocol(Enum):
+    TCP = "tcp"
+    UDP = "udp"
+    SCTP = "sctp"
+
+    @property
+    def flag(self) -> str:
+        """The ipvsadm service-type option, as ipvsadm -S prints it."""
+        return {"tcp": "-t", "udp": "-u", "sctp": "--sctp-service"}[self.value]
+
+    @property
+    def number(self) -> int:
+        """IP protocol number: ipvsadm sorts services by it."""
+        return {"tcp": 6, "udp": 17, "sctp": 132}[self.value]
+
+
+class Forwarding(Enum):
+    DR = "dr"
+    NAT = "nat"
+    TUN = "tun"
+
+    @property
+    def flag(self) -> str:
+        return {"dr": "-g", "nat": "-m", "tun": "-i"}[self.value]
+
+
+class VipDevice(Enum):
+    DUMMY = "dummy"
+    LO = "lo"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    role: Role
+    hostname: str
+    interface: str
+    address: IPInterface
+    network_file: str | None
+    vip_device: VipDevice
+    nat_interface: str | None
+    nat_address: IPInterface | None
+    ipvs_sysctls: tuple[tuple[str, int], ...]
+
+    @property
+    def is_director(self) -> bool:
+        return self.role is Role.DIRECTOR
+
+
+@dataclass(frozen=True)
+class RealServer:
+    address: IPAddress
+    port: int
+    weight: int
+    host: str | None  # None: a machine lvsgen does not manage
+
+
+@dataclass(frozen=True)
+class Persistence:
+    timeout: int
+    granularity: int  # prefix length; 32 (IPv4) or 128 (IPv6) means one client per address
+
+
+@dataclass(frozen=True)
+class Service:
+    vip: str  # the VIP's name
+    address: IPAddress
+    protocol: Protocol
+    port: int
+    scheduler: str
+    forwarding: Forwarding
+    persistence: Persistence | None
+    real_servers: tuple[RealServer, ...]
+
+
+@dataclass(frozen=True)
+class Vip:
+    name: str
+    address: IPAddress
+    director: str
+    services: tuple[Service, ...]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    source: str  # the input file's name, for headers
+    hosts: tuple[Host, ...]
+    vips: tuple[Vip, ...]
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+
+@lru_cache(maxsize=None)
+def schema_default(definition: str, prop: str) -> Any:
+    """The ``default`` the schema gives for ``$defs.<definition>.properties.<prop>``."""
+    return load_schema()["$defs"][definition]["properties"][prop]["default"]
+
+
+def _host(name: str, raw: dict[str, Any]) -> Host:
+    role = Role(raw["role"])
+    sysctls: dict[str, int] = {}
+    if role is Role.DIRECTOR:
+        sysctls = {**schema_default("host", "ipvs_sysctls"), **raw.get("ipvs_sysctls", {})}
+    nat_address = raw.get("nat_address")
+    return Host(
+        name=name,
+        role=role,
+        hostname=raw.get("hostname", name),
+        interface=raw["interface"],
+        address=ipaddress.ip_interface(raw["address"]),
+        network_file=raw.get("network_file"),
+        vip_device=VipDevice(raw.get("vip_device", schema_default("host", "vip_device"))),
+        nat_interface=raw.get("nat_interface", raw["interface"] if nat_address else None),
+        nat_address=ipaddress.ip_interface(nat_address) if nat_address else None,
+        ipvs_sysctls=tuple(sorted(sysctls.items())),
+    )
+
+
+def real_server_address(raw: dict[str, Any], hosts: dict[str, Any]) -> IPAddress:
+    """The address a real-server entry stands for: its own, or its host's."""
+    if "host" in raw:
+        return ipaddress.ip_interface(hosts[raw["host"]]["address"]).ip
+    return ipaddress.ip_address(raw["address"])
+
+
+def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str, Any]) -> Service:
+    port = raw["port"]
+    forwarding = Forwarding(raw["forwarding"])
+    real_servers = tuple(
+        RealServer(
+            address=real_server_address(rs, hosts),
+            # DR and TUN cannot remap ports: the kernel uses the service port.
+            port=rs.get("port", port) if forwarding is Forwarding.NAT else port,
+            weight=rs.get("weight", schema_default("real_server", "weight")),
+            host=rs.get("host"),
+        )
+        for rs in raw["real_servers"]
+    )
+    persistence = None
+    if "persistence" in raw:
+        full = address.max_prefixlen
+        persistence = Persistence(raw["persistence"]["timeout"], raw["persistence"].get("granularity", full))
+    return Service(
+        vip=vip,
+        address=address,
+        protocol=Protocol(raw.get("protocol", schema_default("service", "protocol"))),
+        port=port,
+        scheduler=raw.get("scheduler", schema_default("service", "scheduler")),
+        forwarding=forwarding,
+        persistence=persistence,
+        real_servers=sort_dests(real_servers),
+    )
+
+
+def build(document: dict[str, Any], source: str) -> Cluster:
+    """Turn a validated document into the model."""
+    hosts = document["hosts"]
+    vips = []
+    for name in sorted(document["vips"]):
+        raw = document["vips"][name]
+        address = ipaddress.ip_address(raw["address"])
+        services = tuple(_service(name, address, svc, hosts) for svc in raw["services"])
+        vips.append(Vip(name, address, raw["director"], sort_services(services)))
+    return Cluster(
+        name=document["cluster"],
+        source=source,
+        hosts=tuple(_host(name, hosts[name]) for name in sorted(hosts)),
+        vips=tuple(vips),
+    )

@@ -1,0 +1,131 @@
+"""Step 1: read the JSON text. Syntax errors and duplicate keys are reported with line:col."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lvsgen.errors import InputError, Problem
+
+
+class _NonStandard(Exception):
+    def __init__(self, token: str):
+        self.token = token
+
+
+def _reject_constant(token: str) -> Any:
+    raise _NonStandard(token)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse(text: str) -> Any:
+    """Parse JSON text; raise InputError with line:col on syntax errors or duplicate keys."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except _DuplicateKey as dup:
+        where = _duplicate_position(text, dup.key)
+        message = f"duplicate key {json.dumps(dup.key)}: each key may appear only once in an object; remove or rename one"
+        raise InputError([Problem(where, message)]) from None
+    except _NonStandard as bad:
+        idx = text.find(bad.token)
+        line = text.count("\n", 0, idx) + 1
+        col = idx - (text.rfind("\n", 0, idx) + 1) + 1
+        message = f"invalid JSON: {bad.token} is not a JSON number; write a number"
+        raise InputError([Problem(f"{line}:{col}", message)]) from None
+    except json.JSONDecodeError as err:
+        raise InputError([Problem(f"{err.lineno}:{err.colno}", f"invalid JSON: {err.msg}")]) from None
+
+
+def _duplicate_position(text: str, key: str) -> str:
+    """line:col of the key token that repeats an earlier key in the same object."""
+    scanner = _Scanner(text)
+    try:
+        scanner.value()
+    except _Found as found:
+        if found.key == key:
+            return found.where
+    return ""
+
+
+class _Found(Exception):
+    def __init__(self, key: str, where: str):
+        self.key = key
+        self.where = where
+
+
+class _Scanner:
+    """A small JSON walker that only tracks object keys and their positions.
+
+    The text is already known to be valid JSON except for the duplicate, so this walker can
+    lean on json's own scanner for strings and numbers.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.i = 0
+        self.decoder = json.JSONDecoder()
+
+    def _ws(self) -> None:
+        t = self.text
+        while self.i < len(t) and t[self.i] in " \t\r\n":
+            self.i += 1
+
+    def _where(self, idx: int) -> str:
+        line = self.text.count("\n", 0, idx) + 1
+        col = idx - (self.text.rfind("\n", 0, idx) + 1) + 1
+        return f"{line}:{col}"
+
+    def value(self) -> None:
+        self._ws()
+        ch = self.text[self.i]
+        if ch == "{":
+            self.i += 1
+            keys: set[str] = set()
+            self._ws()
+            if self.text[self.i] == "}":
+                self.i += 1
+                return
+            while True:
+                self._ws()
+                start = self.i
+                key, self.i = json.decoder.scanstring(self.text, self.i + 1)
+                if key in keys:
+                    raise _Found(key, self._where(start))
+                keys.add(key)
+                self._ws()
+                self.i += 1  # ':'
+                self.value()
+                self._ws()
+                if self.text[self.i] == ",":
+                    self.i += 1
+                    continue
+                self.i += 1  # '}'
+                return
+        if ch == "[":
+            self.i += 1
+            self._ws()
+            if self.text[self.i] == "]":
+                self.i += 1
+                return
+            while True:
+                self.value()
+                self._ws()
+                if self.text[self.i] == ",":
+                    self.i += 1
+                    continue
+                self.i += 1
+                return
+        _, self.i = self.decoder.raw_decode(self.text, self.i)

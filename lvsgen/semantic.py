@@ -1,0 +1,170 @@
+"""Step 3: rules the schema cannot express. Runs on a schema-valid document.
+
+Every problem is collected and tied to a JSON path, in the same format as schema errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any, Iterator
+
+from lvsgen.errors import InputError, Problem
+from lvsgen.model import real_server_address
+from lvsgen.schema import json_path
+
+DUMMY_DEVICE = "lvs0"  # the dummy device that holds VIPs on DR real servers
+TUNNEL_DEVICE = "tunl0"  # the kernel's IPIP fallback device: TUN real servers decapsulate on it
+
+
+def check(document: dict[str, Any]) -> None:
+    problems = sorted(set(_problems(document)))
+    if problems:
+        raise InputError(problems)
+
+
+def _problems(doc: dict[str, Any]) -> Iterator[Problem]:
+    hosts: dict[str, Any] = doc["hosts"]
+    yield from _host_problems(hosts)
+    yield from _vip_problems(doc["vips"], hosts)
+
+
+def _p(path: list[Any], message: str) -> Problem:
+    return Problem(json_path(path), message)
+
+
+def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
+    seen_addresses: dict[Any, str] = {}
+    seen_hostnames: dict[str, str] = {}
+    for name in sorted(hosts):
+        host = hosts[name]
+        base = ["hosts", name]
+        address = ipaddress.ip_interface(host["address"])
+        if address.ip in seen_addresses:
+            yield _p(base + ["address"], f"{address.ip} is already the address of host {json.dumps(seen_addresses[address.ip])}; every host needs its own address")
+        seen_addresses.setdefault(address.ip, name)
+        hostname = host.get("hostname", name)
+        if hostname in seen_hostnames:
+            yield _p(base + (["hostname"] if "hostname" in host else []), f"hostname {json.dumps(hostname)} is already used by host {json.dumps(seen_hostnames[hostname])}; setup.sh tells hosts apart by hostname")
+        seen_hostnames.setdefault(hostname, name)
+        if address.network.prefixlen == address.max_prefixlen:
+            yield _p(base + ["address"], f"{address} has a /{address.max_prefixlen} prefix: give the prefix length of the host's network, like 192.0.2.10/24, so lvsgen can check which hosts share it")
+        if host["role"] == "real-server":
+            for key in ("nat_interface", "nat_address", "ipvs_sysctls"):
+                if key in host:
+                    yield _p(base + [key], f"{json.dumps(key)} applies to directors only; remove it or set \"role\": \"director\"")
+        else:
+            if "vip_device" in host:
+                yield _p(base + ["vip_device"], "\"vip_device\" applies to real servers only; a director holds its VIPs on \"interface\"")
+            if "nat_interface" in host and "nat_address" not in host:
+                yield _p(base + ["nat_interface"], "\"nat_interface\" needs \"nat_address\": give the director's address on that interface, like 198.51.100.1/24")
+            if "nat_address" in host:
+                nat = ipaddress.ip_interface(host["nat_address"])
+                if nat.network.prefixlen == nat.max_prefixlen:
+                    yield _p(base + ["nat_address"], f"{nat} has a /{nat.max_prefixlen} prefix: give the prefix length of the real servers' network")
+                if nat.ip in seen_addresses:
+                    yield _p(base + ["nat_address"], f"{nat.ip} is already the address of host {json.dumps(seen_addresses[nat.ip])}")
+                seen_addresses.setdefault(nat.ip, name)
+        if host["interface"] in (DUMMY_DEVICE, TUNNEL_DEVICE, "lo"):
+            yield _p(base + ["interface"], f"{json.dumps(host['interface'])} cannot face the VIP network: lvsgen uses it to hold VIPs; name the host's network interface, like eth0")
+
+
+def _networks(host: dict[str, Any]) -> list[Any]:
+    nets = [ipaddress.ip_interface(host["address"]).network]
+    if "nat_address" in host:
+        nets.append(ipaddress.ip_interface(host["nat_address"]).network)
+    return nets
+
+
+def _vip_problems(vips: dict[str, Any], hosts: dict[str, Any]) -> Iterator[Problem]:
+    host_addresses = {ipaddress.ip_interface(h["address"]).ip: n for n, h in hosts.items()}
+    for n, h in hosts.items():
+        if "nat_address" in h:
+            host_addresses[ipaddress.ip_interface(h["nat_address"]).ip] = n
+    vip_owner: dict[Any, str] = {}
+    service_owner: dict[tuple[Any, ...], str] = {}
+    for vname in sorted(vips):
+        vip = vips[vname]
+        base = ["vips", vname]
+        address = ipaddress.ip_address(vip["address"])
+        if address in vip_owner:
+            yield _p(base + ["address"], f"{address} is already VIP {json.dumps(vip_owner[address])}; put all services of one VIP under one entry")
+        vip_owner.setdefault(address, vname)
+        if address in host_addresses:
+            yield _p(base + ["address"], f"{address} is the address of host {json.dumps(host_addresses[address])}; a VIP must be an address of its own")
+        director_name = vip["director"]
+        director = hosts.get(director_name)
+        if director is None:
+            yield _p(base + ["director"], f"unknown host {json.dumps(director_name)}; name one of the directors in $.hosts ({_names(hosts, 'director')})")
+        elif director["role"] != "director":
+            yield _p(base + ["director"], f"host {json.dumps(director_name)} is a real server; name a director ({_names(hosts, 'director')}) or set its role to \"director\"")
+            director = None
+        elif ipaddress.ip_interface(director["address"]).version != address.version:
+            yield _p(base + ["address"], f"{address} is IPv{address.version} but director {json.dumps(director_name)} has an IPv{ipaddress.ip_interface(director['address']).version} address; the director needs an address of the VIP's family")
+            director = None
+        for index, svc in enumerate(vip["services"]):
+            spath = base + ["services", index]
+            protocol = svc.get("protocol", "tcp")
+            key = (address, protocol, svc["port"])
+            where = f"{vname} service {index}"
+            if key in service_owner:
+                yield _p(spath, f"{protocol} {address} port {svc['port']} is already defined ({service_owner[key]}); each VIP, protocol and port may appear once")
+            service_owner.setdefault(key, where)
+            yield from _service_problems(spath, vip, svc, address, director_name, director, hosts)
+
+
+def _names(hosts: dict[str, Any], role: str) -> str:
+    names = sorted(n for n, h in hosts.items() if h["role"] == role)
+    return ", ".join(names) if names else f"none defined: add a host with \"role\": \"{role}\""
+
+
+def _service_problems(
+    spath: list[Any],
+    vip: dict[str, Any],
+    svc: dict[str, Any],
+    vip_address: Any,
+    director_name: str,
+    director: dict[str, Any] | None,
+    hosts: dict[str, Any],
+) -> Iterator[Problem]:
+    forwarding = svc["forwarding"]
+    persistence = svc.get("persistence")
+    if persistence and persistence.get("granularity", 0) > vip_address.max_prefixlen:
+        yield _p(spath + ["persistence", "granularity"], f"an IPv{vip_address.version} prefix length is at most {vip_address.max_prefixlen}")
+    if forwarding == "tun" and vip_address.version == 6:
+        yield _p(spath + ["forwarding"], "tun is supported for IPv4 VIPs only (lvsgen configures IPIP on tunl0); use dr, or an IPv4 VIP")
+    seen: dict[tuple[Any, int], int] = {}
+    for index, rs in enumerate(svc["real_servers"]):
+        rpath = spath + ["real_servers", index]
+        if "host" in rs:
+            target = hosts.get(rs["host"])
+            if target is None:
+                yield _p(rpath + ["host"], f"unknown host {json.dumps(rs['host'])}; name one of the real servers in $.hosts ({_names(hosts, 'real-server')}), or give \"address\" for a machine lvsgen does not manage")
+                continue
+            if rs["host"] == director_name and not rs.get("localnode", False):
+                yield _p(rpath + ["host"], f"{json.dumps(rs['host'])} is this service's director; a director serving its own VIP (LVS localnode) must be asked for with \"localnode\": true")
+            elif target["role"] == "director" and rs["host"] != director_name:
+                yield _p(rpath + ["host"], f"host {json.dumps(rs['host'])} is a director of other VIPs; real servers must have \"role\": \"real-server\"")
+            elif rs.get("localnode") and rs["host"] != director_name:
+                yield _p(rpath + ["localnode"], f"\"localnode\" is only for the service's own director ({json.dumps(director_name)}); remove it")
+        elif rs.get("localnode"):
+            yield _p(rpath + ["localnode"], "\"localnode\" needs \"host\" naming the director; remove it")
+        address = real_server_address(rs, hosts)
+        if "address" in rs and director is not None and address in {ipaddress.ip_interface(director["address"]).ip}:
+            yield _p(rpath + ["address"], f"{address} is the director's own address; write {{\"host\": {json.dumps(director_name)}, \"localnode\": true}} to serve from the director")
+        if address.version != vip_address.version:
+            yield _p(rpath, f"real server {address} is IPv{address.version} but the VIP {vip_address} is IPv{vip_address.version}; IPVS forwards within one family")
+            continue
+        if "port" in rs and forwarding != "nat" and rs["port"] != svc["port"]:
+            yield _p(rpath + ["port"], f"port {rs['port']} differs from the service port {svc['port']}: under {forwarding} the kernel ignores it and uses {svc['port']}; remove \"port\" or use nat")
+        port = rs.get("port", svc["port"]) if forwarding == "nat" else svc["port"]
+        if (address, port) in seen:
+            yield _p(rpath, f"real server {address} port {port} is already listed at index {seen[(address, port)]} of this service; list each real server once")
+        seen.setdefault((address, port), index)
+        if director is None or rs.get("localnode"):
+            continue
+        nets = _networks(director)
+        if forwarding == "dr" and not any(address in net for net in nets[:1]):
+            yield _p(rpath, f"real server {address} is not on director {json.dumps(director_name)}'s network {nets[0]}: direct routing needs the director and its real servers on one L2 segment; move it onto that network or use tun")
+        if forwarding == "nat" and not any(address in net for net in nets):
+            yield _p(rpath, f"real server {address} is not on a network of director {json.dumps(director_name)} ({', '.join(map(str, nets))}): under nat the real server's default route must point at the director; give the director \"nat_address\" on the real servers' network")
