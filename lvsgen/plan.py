@@ -13,7 +13,7 @@ from typing import Iterable
 import yaml
 
 from lvsgen import ipvs
-from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, VipDevice
+from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, Vip, VipDevice
 from lvsgen.render import render
 from lvsgen.semantic import DUMMY_DEVICE, TUNNEL_DEVICE
 
@@ -99,6 +99,10 @@ def _add_unique(items: list, new: Iterable) -> None:  # type: ignore[type-arg]
             items.append(item)
 
 
+def _by_address(vips: Iterable[Vip]) -> list[Vip]:
+    return sorted(vips, key=lambda v: (v.address.version, v.address))
+
+
 # --- role to state ----------------------------------------------------------------------------
 def _director_state(cluster: Cluster, host: Host) -> HostState:
     state = HostState(host)
@@ -107,7 +111,7 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     if host.nat_address is not None and host.nat_interface is not None:
         _add_unique(state.up_devices, [host.nat_interface])
         state.addresses.append(Address(host.nat_address.with_prefixlen, host.nat_interface, False))
-    for vip in cluster.vips:
+    for vip in _by_address(cluster.vips):
         if vip.director != host.name:
             continue
         state.services.extend(vip.services)
@@ -137,7 +141,7 @@ def _real_server_state(cluster: Cluster, host: Host) -> HostState:
     state.addresses.append(Address(host.address.with_prefixlen, host.interface, False))
     vip_device = DUMMY_DEVICE if host.vip_device is VipDevice.DUMMY else "lo"
     hidden_v4 = False
-    for vip in cluster.vips:
+    for vip in _by_address(cluster.vips):
         for svc in vip.services:
             if not any(rs.host == host.name for rs in svc.real_servers):
                 continue

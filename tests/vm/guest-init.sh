@@ -43,7 +43,8 @@ finish() {  # $1 = rc; never returns
 die() { say "LVSGEN-VM-ERROR $*"; finish 125; }
 
 TIMEOUT=540
-for w in $(cat /proc/cmdline); do
+read -r CMDLINE < /proc/cmdline
+for w in $CMDLINE; do
   case $w in
     lvsgen.timeout=*) TIMEOUT=${w#*=} ;;
   esac
@@ -76,7 +77,8 @@ mount -t tmpfs -o mode=755 run $N/run
 mkdir -p $N/run/netns $N/run/lock
 mount -t tmpfs -o mode=1777 tmp $N/tmp
 # this kernel's modules (the host has other or no kernels under /lib/modules)
-mkdir -p "$N$MD" && mount -o bind "$MD" "$N$MD" || die "cannot bind $MD into the chroot"
+mkdir -p "$N$MD"
+mount -o bind "$MD" "$N$MD" || die "cannot bind $MD into the chroot"
 mkdir -p $N/test
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 lvsgentest $N/test \
   || die "cannot mount the test directory over 9p (tag lvsgentest)"
