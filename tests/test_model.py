@@ -1,0 +1,68 @@
+"""The model and the ipvsadm order, unit by unit."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+from lvsgen import ipvs, model, pipeline
+from lvsgen.order import sort_dests
+
+from cases import ROOT
+
+
+class D:
+    def __init__(self, address: str, port: int = 80):
+        self.address = ipaddress.ip_address(address)
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+def test_dest_order_wraps_like_ipvsadm() -> None:
+    # ipvsadm compares ntohl(a) - ntohl(b) as a signed int: 192.0.2.1 - 10.0.0.1 wraps negative.
+    got = sort_dests([D("10.0.0.1"), D("192.0.2.12"), D("192.0.2.11", 81), D("192.0.2.11", 80)])
+    assert [repr(d) for d in got] == ["192.0.2.11:80", "192.0.2.11:81", "192.0.2.12:80", "10.0.0.1:80"]
+
+
+def test_ipv6_dests_compare_word_by_word() -> None:
+    got = sort_dests([D("2001:db8::2"), D("2001:db8::1:0"), D("2001:db8::1")])
+    assert [str(d.address) for d in got] == ["2001:db8::1", "2001:db8::2", "2001:db8::1:0"]
+
+
+def test_defaults_come_from_the_schema() -> None:
+    schema = json.loads((ROOT / "schemas/cluster.schema.json").read_text())
+    assert model.schema_default("service", "scheduler") == schema["$defs"]["service"]["properties"]["scheduler"]["default"]
+    cluster = pipeline.load(ROOT / "examples/cluster.json")
+    lb2 = cluster.host("lb2")
+    assert dict(lb2.ipvs_sysctls) == {"conn_reuse_mode": 1, "expire_nodest_conn": 1, "expire_quiescent_template": 1}
+    assert cluster.host("rs1").vip_device is model.VipDevice.DUMMY
+
+
+def test_model_is_immutable() -> None:
+    cluster = pipeline.load(ROOT / "examples/seed-dr.json")
+    try:
+        cluster.hosts[0].interface = "eth9"  # type: ignore[misc]
+    except AttributeError:
+        return
+    raise AssertionError("the model must be frozen")
+
+
+def test_persistence_lines() -> None:
+    cluster = pipeline.load(ROOT / "tests/cases/mixed/cluster.json")
+    lines = {ipvs.service_line(s) for v in cluster.vips for s in v.services}
+    assert "-A -t 203.0.113.20:443 -s lc -p 600 -M 255.255.0.0" in lines
+    assert "-A -t [2001:db8:1::100]:80 -s mh -p 60 -M 64" in lines
+
+
+def test_port_is_the_service_port_except_under_nat() -> None:
+    cluster = pipeline.load(ROOT / "tests/cases/mixed/cluster.json")
+    nat = next(v for v in cluster.vips if v.name == "nat").services[0]
+    assert {rs.port for rs in nat.real_servers} == {8080}
+
+
+def test_input_path_in_headers_is_the_file_name_only(tmp_path: Path) -> None:
+    cluster = pipeline.load(ROOT / "examples/seed-dr.json")
+    assert cluster.source == "seed-dr.json"
