@@ -11,15 +11,16 @@ from __future__ import annotations
 import ipaddress
 from typing import Sequence
 
+from lvsgen.addresses import text
 from lvsgen.model import Forwarding, IPAddress, RealServer, Service
 from lvsgen.order import sort_services
 
 
 def addr_port(address: IPAddress, port: int) -> str:
     """192.0.2.1:80, or [2001:db8::1]:80 for IPv6."""
-    if isinstance(address, ipaddress.IPv6Address):
-        return f"[{address.compressed}]:{port}"
-    return f"{address}:{port}"
+    if address.version == 6:
+        return f"[{text(address)}]:{port}"
+    return f"{text(address)}:{port}"
 
 
 def service_line(svc: Service) -> str:

@@ -7,17 +7,15 @@ Collections are tuples, sorted here, so every later step sees one canonical orde
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
+from lvsgen.addresses import IPAddress, IPInterface, ip_address, ip_interface
 from lvsgen.order import sort_dests, sort_services
 from lvsgen.schema import load_schema
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
 
 class Role(Enum):
@@ -139,11 +137,11 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
         role=role,
         hostname=raw.get("hostname", name),
         interface=raw["interface"],
-        address=ipaddress.ip_interface(raw["address"]),
+        address=ip_interface(raw["address"]),
         network_file=raw.get("network_file"),
         vip_device=VipDevice(raw.get("vip_device", schema_default("host", "vip_device"))),
         nat_interface=raw.get("nat_interface", raw["interface"] if nat_address else None),
-        nat_address=ipaddress.ip_interface(nat_address) if nat_address else None,
+        nat_address=ip_interface(nat_address) if nat_address else None,
         ipvs_sysctls=tuple(sorted(sysctls.items())),
     )
 
@@ -151,8 +149,8 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
 def real_server_address(raw: dict[str, Any], hosts: dict[str, Any]) -> IPAddress:
     """The address a real-server entry stands for: its own, or its host's."""
     if "host" in raw:
-        return ipaddress.ip_interface(hosts[raw["host"]]["address"]).ip
-    return ipaddress.ip_address(raw["address"])
+        return ip_interface(hosts[raw["host"]]["address"]).ip
+    return ip_address(raw["address"])
 
 
 def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str, Any]) -> Service:
@@ -190,7 +188,7 @@ def build(document: dict[str, Any], source: str) -> Cluster:
     vips = []
     for name in sorted(document["vips"]):
         raw = document["vips"][name]
-        address = ipaddress.ip_address(raw["address"])
+        address = ip_address(raw["address"])
         services = tuple(_service(name, address, svc, hosts) for svc in raw["services"])
         vips.append(Vip(name, address, raw["director"], sort_services(services)))
     return Cluster(

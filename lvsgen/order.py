@@ -55,9 +55,27 @@ def cmp_dests(a: Any, b: Any) -> int:
     return _cmp_addr(a.address, b.address) or a.port - b.port
 
 
+def _no_wrap(addresses: Sequence[Any]) -> bool:
+    """True when no 32-bit word differs by 2**31 or more between any two addresses of one
+    family: then ipvsadm's wrapping comparison is the plain numeric order."""
+    for version in (4, 6):
+        words = [a.packed for a in addresses if a.version == version]
+        if not words:
+            continue
+        for i in range(0, len(words[0]), 4):
+            column = [int.from_bytes(w[i:i + 4], "big") for w in words]
+            if max(column) - min(column) >= 1 << 31:
+                return False
+    return True
+
+
 def sort_services(services: Sequence[T]) -> tuple[T, ...]:
+    if _no_wrap([s.address for s in services]):  # type: ignore[attr-defined]
+        return tuple(sorted(services, key=lambda s: (_family(s.address), s.protocol.number, s.address.packed, s.port)))  # type: ignore[attr-defined]
     return tuple(sorted(services, key=cmp_to_key(cmp_services)))
 
 
 def sort_dests(dests: Sequence[T]) -> tuple[T, ...]:
+    if _no_wrap([d.address for d in dests]):  # type: ignore[attr-defined]
+        return tuple(sorted(dests, key=lambda d: (d.address.packed, d.port)))  # type: ignore[attr-defined]
     return tuple(sorted(dests, key=cmp_to_key(cmp_dests)))

@@ -13,6 +13,7 @@ from typing import Iterable
 import yaml
 
 from lvsgen import ipvs
+from lvsgen.addresses import text
 from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, Vip, VipDevice
 from lvsgen.render import render
 from lvsgen.semantic import DUMMY_DEVICE, TUNNEL_DEVICE
@@ -83,7 +84,7 @@ def header(cluster: Cluster, comment: str = "#") -> str:
 
 
 def host_cidr(address: IPAddress) -> str:
-    return f"{address.compressed}/{address.max_prefixlen}"
+    return f"{text(address)}/{address.max_prefixlen}"
 
 
 def sysctl_key(*parts: str) -> str:
@@ -135,34 +136,41 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     return state
 
 
-def _real_server_state(cluster: Cluster, host: Host) -> HostState:
+def _services_by_host(cluster: Cluster) -> dict[str, list[tuple[Vip, Service]]]:
+    """Each managed real server's (VIP, service) pairs, VIPs in address order."""
+    index: dict[str, list[tuple[Vip, Service]]] = {}
+    for vip in _by_address(cluster.vips):
+        for svc in vip.services:
+            for name in dict.fromkeys(rs.host for rs in svc.real_servers if rs.host):
+                index.setdefault(name, []).append((vip, svc))
+    return index
+
+
+def _real_server_state(cluster: Cluster, host: Host, services: list[tuple[Vip, Service]]) -> HostState:
     state = HostState(host)
     state.up_devices.append(host.interface)
     state.addresses.append(Address(host.address.with_prefixlen, host.interface, False))
     vip_device = DUMMY_DEVICE if host.vip_device is VipDevice.DUMMY else "lo"
     hidden_v4 = False
-    for vip in _by_address(cluster.vips):
-        for svc in vip.services:
-            if not any(rs.host == host.name for rs in svc.real_servers):
-                continue
-            if svc.forwarding is Forwarding.DR:
-                if vip_device == DUMMY_DEVICE:
-                    _add_unique(state.dummies, [DUMMY_DEVICE])
-                    _add_unique(state.modules, ["dummy"])
-                    _add_unique(state.noarp_devices, [DUMMY_DEVICE])
-                _add_unique(state.up_devices, [vip_device])
-                _add_unique(state.addresses, [Address(host_cidr(svc.address), vip_device, svc.address.version == 6)])
-                hidden_v4 = hidden_v4 or svc.address.version == 4
-            elif svc.forwarding is Forwarding.TUN:
-                _add_unique(state.modules, ["ipip"])
-                _add_unique(state.up_devices, [TUNNEL_DEVICE])
-                _add_unique(state.addresses, [Address(host_cidr(svc.address), TUNNEL_DEVICE, False)])
-                hidden_v4 = True
-            else:
-                director = cluster.host(vip.director)
-                via = _nat_gateway(director, host)
-                route = Route("-6" if via.version == 6 else "-4", via.compressed, host.interface)
-                _add_unique(state.routes, [route])
+    for vip, svc in services:
+        if svc.forwarding is Forwarding.DR:
+            if vip_device == DUMMY_DEVICE:
+                _add_unique(state.dummies, [DUMMY_DEVICE])
+                _add_unique(state.modules, ["dummy"])
+                _add_unique(state.noarp_devices, [DUMMY_DEVICE])
+            _add_unique(state.up_devices, [vip_device])
+            _add_unique(state.addresses, [Address(host_cidr(svc.address), vip_device, svc.address.version == 6)])
+            hidden_v4 = hidden_v4 or svc.address.version == 4
+        elif svc.forwarding is Forwarding.TUN:
+            _add_unique(state.modules, ["ipip"])
+            _add_unique(state.up_devices, [TUNNEL_DEVICE])
+            _add_unique(state.addresses, [Address(host_cidr(svc.address), TUNNEL_DEVICE, False)])
+            hidden_v4 = True
+        else:
+            director = cluster.host(vip.director)
+            via = _nat_gateway(director, host)
+            route = Route("-6" if via.version == 6 else "-4", via.compressed, host.interface)
+            _add_unique(state.routes, [route])
     if hidden_v4:
         state.sysctls.extend(_arp_sysctls(host.interface))
     if TUNNEL_DEVICE in state.up_devices:
@@ -206,10 +214,12 @@ def _tunnel_sysctls() -> list[Sysctl]:
     ]
 
 
-def host_state(cluster: Cluster, host: Host) -> HostState:
+def host_state(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, Service]]] | None = None) -> HostState:
     if host.is_director:
         return _director_state(cluster, host)
-    return _real_server_state(cluster, host)
+    if by_host is None:
+        by_host = _services_by_host(cluster)
+    return _real_server_state(cluster, host, by_host.get(host.name, []))
 
 
 # --- state to files ---------------------------------------------------------------------------
@@ -262,8 +272,8 @@ def _networkd_units(state: HostState) -> list[Unit]:
     return units
 
 
-def host_files(cluster: Cluster, host: Host) -> list[File]:
-    state = host_state(cluster, host)
+def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, Service]]]) -> list[File]:
+    state = host_state(cluster, host, by_host)
     head = header(cluster)
     files: list[File] = []
 
@@ -323,17 +333,22 @@ def _tools(state: HostState) -> list[dict[str, str]]:
     return [{"command": c, "package": p} for c, p in tools]
 
 
-class _LiteralDumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks, so the user-data stays readable."""
-
-
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Multi-line strings as literal blocks, so the user-data stays readable."""
     if "\n" in data:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
 
-_LiteralDumper.add_representer(str, _str_presenter)
+def literal_dumper(base: type) -> type:
+    dumper = type("LiteralDumper", (base,), {})
+    dumper.add_representer(str, _str_presenter)
+    return dumper
+
+
+# libyaml's emitter is some 50 times faster than PyYAML's own; tests/test_artifacts.py checks
+# that both write the same bytes, so the output does not depend on which one is installed.
+_LiteralDumper = literal_dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper))
 
 
 def cloud_init(head: str, host: Host, files: list[File]) -> str:
@@ -358,5 +373,6 @@ def cloud_init(head: str, host: Host, files: list[File]) -> str:
 
 def plan(cluster: Cluster) -> dict[str, list[File]]:
     """Every managed host's files, by host name. Unmanaged real servers get nothing."""
-    return {host.name: host_files(cluster, host) for host in cluster.hosts}
+    by_host = _services_by_host(cluster)
+    return {host.name: host_files(cluster, host, by_host) for host in cluster.hosts}
 

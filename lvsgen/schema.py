@@ -6,15 +6,15 @@ enforced: a FormatChecker is passed, with lvsgen's two address formats registere
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
+from lvsgen.addresses import ip_address, ip_interface
 from lvsgen.errors import InputError, Problem
 from lvsgen.resources import schema_path
 
@@ -29,7 +29,7 @@ def is_ip_address(value: object) -> bool:
     if "%" in value or "/" in value:
         return False
     try:
-        ipaddress.ip_address(value)
+        ip_address(value)
     except ValueError:
         return False
     return True
@@ -42,7 +42,7 @@ def is_ip_interface(value: object) -> bool:
     if "%" in value or not _PREFIX.search(value):
         return False
     try:
-        ipaddress.ip_interface(value)
+        ip_interface(value)
     except ValueError:
         return False
     return True
@@ -62,12 +62,78 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
+def inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """A copy of the schema with every "#/$defs/..." reference replaced by its target.
+
+    Same meaning (the schema has no recursive references), but jsonschema then skips a
+    reference lookup per instance, which made validating 20,000 real servers several times
+    slower."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = inline_refs(defs[node["$ref"].rsplit("/", 1)[1]], defs)
+            return {**target, **{k: inline_refs(v, defs) for k, v in node.items() if k != "$ref"}}
+        return {k: inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [inline_refs(v, defs) for v in node]
+    return node
+
+
+_REAL_SERVERS = ("properties", "vips", "additionalProperties", "properties", "services", "items", "properties", "real_servers")
+
+
 @lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
+def _validators() -> tuple[Draft202012Validator, Draft202012Validator]:
+    """The document validator, with real-server entries left out, and the entry validator.
+
+    A cluster lists the same real server, with the same weight, in many services; validating
+    each distinct entry once (tests/test_schema.py checks it finds the same errors) cut the
+    time for 20,000 entries from 2.4 s to a fraction of it.
+    """
     checker = FormatChecker(formats=())
     checker.checks("lvsgen-ip-address")(is_ip_address)
     checker.checks("lvsgen-ip-interface")(is_ip_interface)
-    return Draft202012Validator(load_schema(), format_checker=checker)
+    schema = load_schema()
+    defs = schema["$defs"]
+    document = inline_refs(schema, defs)
+    node = document
+    for key in _REAL_SERVERS:
+        node = node[key]
+    node["items"] = True
+    return (
+        Draft202012Validator(document, format_checker=checker),
+        Draft202012Validator(inline_refs(defs["real_server"], defs), format_checker=checker),
+    )
+
+
+def _real_server_entries(document: Any) -> Iterator[tuple[list[Any], Any]]:
+    """(path, entry) of every real-server entry the document's shape lets us reach; a
+    document of another shape gets its errors from the document validator."""
+    vips = document.get("vips") if isinstance(document, dict) else None
+    if not isinstance(vips, dict):
+        return
+    for name, vip in vips.items():
+        services = vip.get("services") if isinstance(vip, dict) else None
+        if not isinstance(services, list):
+            continue
+        for index, service in enumerate(services):
+            entries = service.get("real_servers") if isinstance(service, dict) else None
+            if isinstance(entries, list):
+                for position, entry in enumerate(entries):
+                    yield ["vips", name, "services", index, "real_servers", position], entry
+
+
+def iter_errors(document: Any) -> Iterator[tuple[list[Any], ValidationError]]:
+    """Every schema error as (path prefix, error); the full path is prefix + error's path."""
+    whole, entry_validator = _validators()
+    for error in whole.iter_errors(document):
+        yield [], error
+    memo: dict[str, list[ValidationError]] = {}
+    for path, entry in _real_server_entries(document):
+        key = json.dumps(entry, sort_keys=True)
+        if key not in memo:
+            memo[key] = list(entry_validator.iter_errors(entry))
+        for error in memo[key]:
+            yield path, error
 
 
 def json_path(parts: Iterable[Any]) -> str:
@@ -109,8 +175,8 @@ def _message(error: ValidationError) -> str:
     return error.message
 
 
-def _problem(error: ValidationError) -> Problem:
-    where = json_path(error.absolute_path)
+def _problem(prefix: list[Any], error: ValidationError) -> Problem:
+    where = json_path([*prefix, *error.absolute_path])
     if "propertyNames" in error.absolute_schema_path:
         # jsonschema reports a bad key at the object's path; say which key it is.
         hint = error.schema.get("x-lvsgen-hint", error.message) if isinstance(error.schema, dict) else error.message
@@ -120,7 +186,6 @@ def _problem(error: ValidationError) -> Problem:
 
 def validate(document: Any) -> None:
     """Raise InputError listing every schema violation, sorted by path."""
-    errors = list(_validator().iter_errors(document))
-    if not errors:
-        return
-    raise InputError(sorted({_problem(error) for error in errors}))
+    problems = {_problem(prefix, error) for prefix, error in iter_errors(document)}
+    if problems:
+        raise InputError(sorted(problems))

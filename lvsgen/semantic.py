@@ -5,10 +5,10 @@ Every problem is collected and tied to a JSON path, in the same format as schema
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any, Iterator
 
+from lvsgen.addresses import ip_address, ip_interface
 from lvsgen.errors import InputError, Problem
 from lvsgen.model import real_server_address
 from lvsgen.schema import json_path
@@ -39,7 +39,7 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
     for name in sorted(hosts):
         host = hosts[name]
         base = ["hosts", name]
-        address = ipaddress.ip_interface(host["address"])
+        address = ip_interface(host["address"])
         if address.ip in seen_addresses:
             yield _p(base + ["address"], f"{address.ip} is already the address of host {json.dumps(seen_addresses[address.ip])}; every host needs its own address")
         seen_addresses.setdefault(address.ip, name)
@@ -59,7 +59,7 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
             if "nat_interface" in host and "nat_address" not in host:
                 yield _p(base + ["nat_interface"], "\"nat_interface\" needs \"nat_address\": give the director's address on that interface, like 198.51.100.1/24")
             if "nat_address" in host:
-                nat = ipaddress.ip_interface(host["nat_address"])
+                nat = ip_interface(host["nat_address"])
                 if nat.network.prefixlen == nat.max_prefixlen:
                     yield _p(base + ["nat_address"], f"{nat} has a /{nat.max_prefixlen} prefix: give the prefix length of the real servers' network")
                 if nat.ip in seen_addresses:
@@ -70,23 +70,23 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
 
 
 def _networks(host: dict[str, Any]) -> list[Any]:
-    nets = [ipaddress.ip_interface(host["address"]).network]
+    nets = [ip_interface(host["address"]).network]
     if "nat_address" in host:
-        nets.append(ipaddress.ip_interface(host["nat_address"]).network)
+        nets.append(ip_interface(host["nat_address"]).network)
     return nets
 
 
 def _vip_problems(vips: dict[str, Any], hosts: dict[str, Any]) -> Iterator[Problem]:
-    host_addresses = {ipaddress.ip_interface(h["address"]).ip: n for n, h in hosts.items()}
+    host_addresses = {ip_interface(h["address"]).ip: n for n, h in hosts.items()}
     for n, h in hosts.items():
         if "nat_address" in h:
-            host_addresses[ipaddress.ip_interface(h["nat_address"]).ip] = n
+            host_addresses[ip_interface(h["nat_address"]).ip] = n
     vip_owner: dict[Any, str] = {}
     service_owner: dict[tuple[Any, ...], str] = {}
     for vname in sorted(vips):
         vip = vips[vname]
         base = ["vips", vname]
-        address = ipaddress.ip_address(vip["address"])
+        address = ip_address(vip["address"])
         if address in vip_owner:
             yield _p(base + ["address"], f"{address} is already VIP {json.dumps(vip_owner[address])}; put all services of one VIP under one entry")
         vip_owner.setdefault(address, vname)
@@ -99,8 +99,8 @@ def _vip_problems(vips: dict[str, Any], hosts: dict[str, Any]) -> Iterator[Probl
         elif director["role"] != "director":
             yield _p(base + ["director"], f"host {json.dumps(director_name)} is a real server; name a director ({_names(hosts, 'director')}) or set its role to \"director\"")
             director = None
-        elif ipaddress.ip_interface(director["address"]).version != address.version:
-            yield _p(base + ["address"], f"{address} is IPv{address.version} but director {json.dumps(director_name)} has an IPv{ipaddress.ip_interface(director['address']).version} address; the director needs an address of the VIP's family")
+        elif ip_interface(director["address"]).version != address.version:
+            yield _p(base + ["address"], f"{address} is IPv{address.version} but director {json.dumps(director_name)} has an IPv{ip_interface(director['address']).version} address; the director needs an address of the VIP's family")
             director = None
         for index, svc in enumerate(vip["services"]):
             spath = base + ["services", index]
@@ -150,7 +150,7 @@ def _service_problems(
         elif rs.get("localnode"):
             yield _p(rpath + ["localnode"], "\"localnode\" needs \"host\" naming the director; remove it")
         address = real_server_address(rs, hosts)
-        if "address" in rs and director is not None and address in {ipaddress.ip_interface(director["address"]).ip}:
+        if "address" in rs and director is not None and address in {ip_interface(director["address"]).ip}:
             yield _p(rpath + ["address"], f"{address} is the director's own address; write {{\"host\": {json.dumps(director_name)}, \"localnode\": true}} to serve from the director")
         if address.version != vip_address.version:
             yield _p(rpath, f"real server {address} is IPv{address.version} but the VIP {vip_address} is IPv{vip_address.version}; IPVS forwards within one family")

@@ -9,7 +9,7 @@ Nothing else under the output folder is ever touched.
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 from lvsgen.errors import OutputError
@@ -31,17 +31,33 @@ def manifest_text(files: list[File]) -> str:
     return _MANIFEST_HEAD + "".join(f"{f.path}\n" for f in sorted(files, key=lambda f: f.path))
 
 
-def atomic_write(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _unchanged(path: Path, data: bytes, mode: int) -> bool:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode or st.st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def atomic_write(path: Path, text: str, mode: int) -> None:
+    """Write to a temporary file beside the target, set its mode, rename it into place: a
+    reader sees the old file or the new one, never half of one. A file that already has
+    these bytes and this mode is left alone. The folder is lvsgen's own, so a fixed
+    temporary name (left over only by a crash) is safe to replace."""
+    data = text.encode("utf-8")
+    if _unchanged(path, data, mode):
+        return
+    tmp = path.with_name(f".{path.name}.lvsgen-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)  # explicit: O_CREAT's mode is filtered by the umask
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -72,6 +88,9 @@ def check_writable(out: Path, hosts: list[str]) -> None:
 def write(out: Path, plan: dict[str, list[File]]) -> None:
     check_writable(out, sorted(plan))
     out.mkdir(parents=True, exist_ok=True)
+    folders = sorted({(out / host / f.path).parent for host, files in plan.items() for f in files})
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
     for host in sorted(plan):
         folder = out / host
         files = plan[host]

@@ -66,3 +66,20 @@ def test_port_is_the_service_port_except_under_nat() -> None:
 def test_input_path_in_headers_is_the_file_name_only(tmp_path: Path) -> None:
     cluster = pipeline.load(ROOT / "examples/seed-dr.json")
     assert cluster.source == "seed-dr.json"
+
+
+def test_fast_order_agrees_with_the_comparator() -> None:
+    """The numeric fast path must give exactly what ipvsadm's wrapping comparison gives."""
+    import random
+    from functools import cmp_to_key
+
+    from lvsgen.order import cmp_dests
+
+    rng = random.Random(7)
+    for _ in range(300):
+        base = rng.choice(["192.0.2.", "198.51.100.", "10.0.0."])
+        dests = [D(base + str(rng.randint(1, 254)), rng.choice([80, 443])) for _ in range(rng.randint(1, 12))]
+        if rng.random() < 0.3:
+            dests.append(D(rng.choice(["10.1.2.3", "203.0.113.9", "2001:db8::1"])))
+        dests = [d for d in dests if d.address.version == dests[0].address.version]
+        assert [repr(d) for d in sort_dests(dests)] == [repr(d) for d in sorted(dests, key=cmp_to_key(cmp_dests))]
