@@ -15,8 +15,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if os.environ.get("LVSGEN_NO_SKIP") == "1" and report.skipped and report.when in ("setup", "call"):
-        report.outcome = "failed"
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("LVSGEN_NO_SKIP") == "1" and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
         report.longrepr = f"skipped, but LVSGEN_NO_SKIP=1 forbids skips: {reason}"

@@ -1,0 +1,306 @@
+"""Guest-side driver of the cluster test: builds the namespaces, runs lvsgen's generated
+artifacts as they are, and records facts in /test/results.json. It judges nothing: the
+host-side pytest (tests/vm/test_vm_cluster.py) turns the facts into one test per check.
+
+/test/topology.json (written by the host side) says what to build:
+  hosts: [{name, hostname, role, interface, network, addresses: [[cidr, dev]...],
+           serve: ["tcp:VIP:PORT", ...]}],  networks: [cidr...],  client: {address, network},
+  vips: [{address, director}], plan: [client requests], big: [{director, vip, port}],
+  trees: {"main": "out", "noarp": "out-noarp"}
+Each host runs in its own network namespace and, for every command, its own mount and UTS
+namespace: its own copy of /etc (so that setup.sh installs files for that host only) and its
+own hostname (so that setup.sh's hostname check passes without --force).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+T = "/test"
+TOPO = json.load(open(f"{T}/topology.json"))
+RESULTS = {}
+PY = [sys.executable, "-I", "-S"]
+VM = "/vm"
+
+
+def log(*args):
+    print("[%s]" % open("/proc/uptime").read().split()[0], *args, flush=True)
+
+
+def run(args, check=True, timeout=120, **kw):
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s -> %d\n%s%s" % (" ".join(args), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def nsx(ns, args, **kw):
+    return run(["ip", "netns", "exec", ns, *args], **kw)
+
+
+def host_args(host, args):
+    """args run as `host`: its netns, its /etc, its hostname."""
+    script = 'mount --bind "$1" /etc && hostname "$2" && shift 2 && exec "$@"'
+    return ["ip", "netns", "exec", host["name"], "unshare", "-m", "-u", "sh", "-c", script, "sh",
+            f"{VM}/etc/{host['name']}", host["hostname"], *args]
+
+
+def in_host(host, args, **kw):
+    return run(host_args(host, args), **kw)
+
+
+# --- topology -----------------------------------------------------------------------------------
+def build_topology():
+    os.makedirs(f"{VM}/etc", exist_ok=True)
+    for i, net in enumerate(TOPO["networks"]):
+        run(["ip", "link", "add", f"br{i}", "type", "bridge"])
+        run(["ip", "link", "set", f"br{i}", "up"])
+    for i, host in enumerate(TOPO["hosts"] + [TOPO["client"]]):
+        name = host["name"]
+        run(["ip", "netns", "add", name])
+        nsx(name, ["ip", "link", "set", "lo", "up"])
+        nsx(name, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
+        bridge = "br%d" % TOPO["networks"].index(host["network"])
+        run(["ip", "link", "add", f"v{i}", "type", "veth", "peer", "name", host["interface"], "netns", name])
+        run(["ip", "link", "set", f"v{i}", "master", bridge, "up"])
+        if name == "client":
+            nsx(name, ["ip", "link", "set", host["interface"], "up"])
+            nsx(name, ["ip", "addr", "add", host["address"], "dev", host["interface"]])
+        else:
+            # The host's /etc: a copy of the real one, private to this host.
+            shutil.rmtree(f"{VM}/etc/{name}", ignore_errors=True)
+            run(["cp", "-a", "/etc", f"{VM}/etc/{name}"])
+    log("topology up:", ", ".join(h["name"] for h in TOPO["hosts"]))
+
+
+def teardown():
+    for line in run(["ip", "netns", "list"], check=False).stdout.splitlines():
+        ns = line.split()[0]
+        for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+            run(["kill", "-9", pid], check=False)
+    time.sleep(0.3)
+    run(["ip", "-all", "netns", "delete"], check=False)
+    for i in range(len(TOPO["networks"])):
+        run(["ip", "link", "del", f"br{i}"], check=False)
+
+
+# --- facts ------------------------------------------------------------------------------------
+def run_setups(tree, label):
+    out = {}
+    for host in TOPO["hosts"]:
+        p = in_host(host, ["bash", f"{T}/{tree}/{host['name']}/setup.sh"], check=False)
+        out[host["name"]] = {"rc": p.returncode, "output": p.stdout + p.stderr}
+        log(label, host["name"], "rc", p.returncode)
+    return out
+
+
+def start_servers():
+    procs = []
+    for host in TOPO["hosts"]:
+        if not host["serve"]:
+            continue
+        p = subprocess.Popen(["ip", "netns", "exec", host["name"], *PY, f"{T}/peer.py", "serve", host["name"], *host["serve"]],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = p.stdout.readline()
+        if not line.startswith("serving"):
+            raise RuntimeError("server on %s did not start: %s" % (host["name"], line))
+        procs.append(p)
+    return procs
+
+
+def client(plan):
+    with open(f"{VM}/plan.json", "w") as fh:
+        json.dump(plan, fh)
+    return json.loads(nsx("client", [*PY, f"{T}/peer.py", "client", f"{VM}/plan.json"], timeout=600).stdout)
+
+
+def mac(ns, dev):
+    return nsx(ns, ["cat", f"/sys/class/net/{dev}/address"]).stdout.strip().lower()
+
+
+def arp_answers():
+    """For each VIP: every MAC that answers an ARP request for it, as the client sees it."""
+    cif = TOPO["client"]["interface"]
+    out = {}
+    for vip in TOPO["vips"]:
+        if ":" in vip["address"]:
+            continue
+        nsx("client", ["ip", "neigh", "flush", "all"], check=False)
+        p = nsx("client", ["timeout", "8", "arping", "-w", "3", "-I", cif, vip["address"]], check=False)
+        macs = sorted({m.lower() for m in re.findall(r"\[([0-9A-Fa-f:]{17})\]", p.stdout)})
+        director = next(h for h in TOPO["hosts"] if h["name"] == vip["director"])
+        out[vip["address"]] = {"macs": macs, "director_mac": mac(director["name"], director["interface"])}
+    return out
+
+
+def ifstat(ns, dev, counter):
+    return int(nsx(ns, ["cat", f"/sys/class/net/{dev}/statistics/{counter}"]).stdout)
+
+
+def bypass():
+    """Big downloads through each director: bytes the client and the director receive."""
+    out = {}
+    cif = TOPO["client"]["interface"]
+    for item in TOPO["big"]:
+        director = next(h for h in TOPO["hosts"] if h["name"] == item["director"])
+        c0, d0 = ifstat("client", cif, "rx_bytes"), ifstat(director["name"], director["interface"], "rx_bytes")
+        got = client([{"key": "big", "protocol": "tcp", "vip": item["vip"], "port": item["port"], "n": 2, "path": "/big"}])
+        out[item["director"]] = {
+            "bodies": got["big"],
+            "client_rx": ifstat("client", cif, "rx_bytes") - c0,
+            "director_rx": ifstat(director["name"], director["interface"], "rx_bytes") - d0,
+        }
+    return out
+
+
+def ipvs_stats():
+    """{director: {"TCP 192.0.2.100:80": [conns, inpkts, outpkts]}}, once the kernel's 2-second
+    estimator has caught up (two equal readings in a row)."""
+    out = {}
+    for host in TOPO["hosts"]:
+        if host["role"] != "director":
+            continue
+        previous = None
+        for _ in range(15):
+            text = in_host(host, ["ipvsadm", "-Ln", "--stats", "--exact"]).stdout
+            current = {}
+            for line in text.splitlines():
+                m = re.match(r"^(TCP|UDP|SCTP)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)", line)
+                if m:
+                    current["%s %s" % (m[1], m[2])] = [int(m[3]), int(m[4]), int(m[5])]
+            if current == previous:
+                break
+            previous = current
+            time.sleep(2.2)
+        out[host["name"]] = current
+    return out
+
+
+def saved_tables():
+    return {h["name"]: in_host(h, ["ipvsadm-save", "-n"]).stdout for h in TOPO["hosts"] if h["role"] == "director"}
+
+
+SNAPSHOT = r"""
+echo '## addresses'; ip -o addr show | sed 's/ *valid_lft.*//'
+echo '## links'; ip -o link show | sed 's/ link\/.*//'
+echo '## routes'; ip route show table all; ip -6 route show table all
+echo '## sysctls'; sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(conf\.|vs\.|ip_forward)|^net\.ipv6\.conf\.all\.forwarding' | grep -vE '\.(stable_secret|mc_forwarding)'
+echo '## ipvs'; if command -v ipvsadm >/dev/null; then ipvsadm -S -n 2>/dev/null; fi
+echo '## files'; find /etc/sysctl.d /etc/systemd/network /etc/modules-load.d /etc/ipvsadm.rules -type f 2>/dev/null | sort | xargs -r sha256sum
+echo '## modes'; find /etc/sysctl.d /etc/systemd/network /etc/modules-load.d /etc/ipvsadm.rules -type f 2>/dev/null | sort | xargs -r stat -c '%a %n'
+"""
+
+
+def snapshots():
+    return {h["name"]: in_host(h, ["sh", "-c", SNAPSHOT]).stdout for h in TOPO["hosts"]}
+
+
+def wait_for_addresses(timeout=60):
+    deadline = time.time() + timeout
+    missing = []
+    while time.time() < deadline:
+        missing = []
+        for host in TOPO["hosts"]:
+            have = nsx(host["name"], ["ip", "-o", "addr", "show"]).stdout
+            for cidr, dev in host["addresses"]:
+                if not re.search(r"^\d+: %s\s+inet6? %s " % (re.escape(dev), re.escape(cidr)), have, re.M):
+                    missing.append("%s %s on %s" % (host["name"], cidr, dev))
+        if not missing:
+            return []
+        time.sleep(0.5)
+    return missing
+
+
+def start_networkd(tree):
+    """Install each host's generated etc/ into its /etc and start systemd-sysctl and
+    systemd-networkd there, as a boot would; then load each director's rules file the way a
+    boot-time ipvsadm restore would."""
+    procs = []
+    script = r"""
+        set -u
+        mount -o remount,bind,ro /sys
+        mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/network
+        for d in /usr/lib/systemd/network /usr/local/lib/systemd/network; do
+          if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
+        done
+        /lib/systemd/systemd-sysctl || echo "systemd-sysctl failed: $?"
+        exec env SYSTEMD_LOG_LEVEL=info SYSTEMD_LOG_TARGET=console /lib/systemd/systemd-networkd
+    """
+    for host in TOPO["hosts"]:
+        run(["cp", "-a", f"{T}/{tree}/{host['name']}/etc/.", f"{VM}/etc/{host['name']}/"])
+        log_file = open(f"{VM}/networkd-{host['name']}.log", "w")
+        procs.append(subprocess.Popen(host_args(host, ["sh", "-c", script]), stdout=log_file, stderr=subprocess.STDOUT))
+    missing = wait_for_addresses()
+    restores = {}
+    for host in TOPO["hosts"]:
+        if host["role"] == "director":
+            with open(f"{VM}/etc/{host['name']}/ipvsadm.rules") as rules:
+                p = run(host_args(host, ["ipvsadm-restore"]), stdin=rules, check=False)
+            restores[host["name"]] = p.returncode
+    logs = {h["name"]: open(f"{VM}/networkd-{h['name']}.log").read() for h in TOPO["hosts"]}
+    return procs, {"missing": missing, "restore_rc": restores, "logs": logs}
+
+
+def phase_setup():
+    build_topology()
+    r = {"first": run_setups(TOPO["trees"]["main"], "setup.sh")}
+    servers = start_servers()
+    r["answers"] = client(TOPO["plan"])
+    r["arp"] = arp_answers()
+    r["bypass"] = bypass()
+    r["stats"] = ipvs_stats()
+    r["saved"] = saved_tables()
+    r["before"] = snapshots()
+    r["second"] = run_setups(TOPO["trees"]["main"], "setup.sh again")
+    r["after"] = snapshots()
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
+def phase_noarp():
+    build_topology()
+    r = {"first": run_setups(TOPO["trees"]["noarp"], "setup.sh without ARP sysctls")}
+    r["arp"] = arp_answers()
+    teardown()
+    return r
+
+
+def phase_networkd():
+    build_topology()
+    procs, r = start_networkd(TOPO["trees"]["main"])
+    servers = start_servers()
+    r["answers"] = client(TOPO["plan"])
+    r["arp"] = arp_answers()
+    r["setup"] = run_setups(TOPO["trees"]["main"], "setup.sh after networkd")
+    for p in servers + procs:
+        p.kill()
+    teardown()
+    return r
+
+
+def main():
+    phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd}
+    for name in TOPO["phases"]:
+        t0 = time.time()
+        try:
+            RESULTS[name] = phases[name]()
+        except Exception as err:  # recorded; the host side reports it as that phase's failure
+            RESULTS[name] = {"error": "%s: %s" % (type(err).__name__, err)}
+            log(name, "failed:", err)
+            teardown()
+        RESULTS.setdefault("timing", {})[name] = round(time.time() - t0, 1)
+        log("phase", name, "took", RESULTS["timing"][name], "s")
+    with open(f"{T}/results.json", "w") as fh:
+        json.dump(RESULTS, fh, indent=1, sort_keys=True)
+    print("1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    os.makedirs(VM, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", VM], check=True)
+    main()
