@@ -31,6 +31,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _line_col(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"{line}:{col}"
+
+
 def parse(text: str) -> Any:
     """Parse JSON text; raise InputError with line:col on syntax errors or duplicate keys."""
     try:
@@ -40,11 +46,8 @@ def parse(text: str) -> Any:
         message = f"duplicate key {json.dumps(dup.key)}: each key may appear only once in an object; remove or rename one"
         raise InputError([Problem(where, message)]) from None
     except _NonStandard as bad:
-        idx = text.find(bad.token)
-        line = text.count("\n", 0, idx) + 1
-        col = idx - (text.rfind("\n", 0, idx) + 1) + 1
         message = f"invalid JSON: {bad.token} is not a JSON number; write a number"
-        raise InputError([Problem(f"{line}:{col}", message)]) from None
+        raise InputError([Problem(_line_col(text, text.find(bad.token)), message)]) from None
     except json.JSONDecodeError as err:
         raise InputError([Problem(f"{err.lineno}:{err.colno}", f"invalid JSON: {err.msg}")]) from None
 
@@ -83,11 +86,6 @@ class _Scanner:
         while self.i < len(t) and t[self.i] in " \t\r\n":
             self.i += 1
 
-    def _where(self, idx: int) -> str:
-        line = self.text.count("\n", 0, idx) + 1
-        col = idx - (self.text.rfind("\n", 0, idx) + 1) + 1
-        return f"{line}:{col}"
-
     def value(self) -> None:
         self._ws()
         ch = self.text[self.i]
@@ -103,7 +101,7 @@ class _Scanner:
                 start = self.i
                 key, self.i = json.decoder.scanstring(self.text, self.i + 1)
                 if key in keys:
-                    raise _Found(key, self._where(start))
+                    raise _Found(key, _line_col(self.text, start))
                 keys.add(key)
                 self._ws()
                 self.i += 1  # ':'

@@ -8,43 +8,18 @@
                                  connection (TCP) or a new socket (UDP) for every request.
 """
 import json
+import os
 import socket
 import sys
 import threading
+import time
 
-BIG = 2 * 1024 * 1024
+sys.path.insert(0, os.environ.get("LVSGEN_GUESTLIB", os.path.join(os.path.dirname(__file__), "guest")))
+import vmhttp  # noqa: E402  (the test bed's HTTP server and client; TCP side of the peers)
 
 
 def fam(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
-
-
-def serve_tcp(name, addr, port):
-    s = socket.socket(fam(addr), socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(64)
-    while True:
-        conn, _ = s.accept()
-        threading.Thread(target=answer_tcp, args=(conn, name), daemon=True).start()
-
-
-def answer_tcp(conn, name):
-    try:
-        conn.settimeout(10)
-        data = b""
-        while b"\r\n\r\n" not in data and len(data) < 65536:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        parts = data.split(b"\r\n", 1)[0].split()
-        body = b"\0" * BIG if len(parts) > 1 and parts[1] == b"/big" else (name + "\n").encode()
-        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    except OSError:
-        pass
-    finally:
-        conn.close()
 
 
 def serve_udp(name, addr, port):
@@ -59,25 +34,15 @@ def serve(name, specs):
     for spec in specs:
         proto, rest = spec.split(":", 1)
         addr, port = rest.rsplit(":", 1)
-        target = serve_tcp if proto == "tcp" else serve_udp
-        threading.Thread(target=target, args=(name, addr, int(port)), daemon=True).start()
+        if proto == "tcp":
+            threading.Thread(target=vmhttp.serve, args=(addr, int(port), name), daemon=True).start()
+        else:
+            threading.Thread(target=serve_udp, args=(name, addr, int(port)), daemon=True).start()
+    time.sleep(0.5)
     print("serving", name, " ".join(specs), flush=True)
+    # Nobody reads our output from here on: a full pipe must never block a server thread.
+    sys.stdout = open(os.devnull, "w")
     threading.Event().wait()
-
-
-def get(vip, port, path, timeout):
-    s = socket.create_connection((vip, port), timeout=timeout)
-    try:
-        s.sendall(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    return data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
 
 
 def ask_udp(vip, port, timeout):
@@ -100,12 +65,13 @@ def client(plan_file):
                 if item["protocol"] == "udp":
                     body = ask_udp(item["vip"], item["port"], 3)
                 else:
-                    body = get(item["vip"], item["port"], item.get("path", "/"), 5)
+                    host = "[%s]" % item["vip"] if ":" in item["vip"] else item["vip"]
+                    body = vmhttp.get("http://%s:%d%s" % (host, item["port"], item.get("path", "/")), 5)
                 if item.get("path") == "/big":
                     answers.append(str(len(body)))
                 else:
                     answers.append(body.decode("latin-1").split("\n", 1)[0] or "ERR empty")
-            except OSError as err:
+            except (OSError, ValueError) as err:
                 answers.append("ERR %s" % err)
         out[item["key"]] = answers
     print(json.dumps(out))
