@@ -70,10 +70,15 @@ def topology(cluster, out: str) -> dict:
             for vip in cluster.vips for svc in vip.services
             if any(rs.host == host.name for rs in svc.real_servers)
         })
+        own_units = {}
+        if host.network_file:
+            # The file the host already has (network_file): it configures the host's address.
+            own_units[host.network_file] = f"[Match]\nName={host.interface}\n\n[Network]\nAddress={host.address.with_prefixlen}\n"
         hosts.append({
             "name": host.name, "hostname": host.hostname, "role": host.role.value,
             "interface": host.interface, "network": net, "serve": serve,
             "addresses": [[a.cidr, a.device] for a in state.addresses],
+            "own_units": own_units,
         })
     director = next(h for h in cluster.hosts if h.is_director)
     used = {h.address.ip for h in cluster.hosts} | {v.address for v in cluster.vips}

@@ -71,8 +71,10 @@ def build_topology():
             nsx(name, ["ip", "addr", "add", host["address"], "dev", host["interface"]])
         else:
             # The host's /etc: a copy of the real one, private to this host.
+            if not os.path.isdir(f"{VM}/etc-base"):  # one read of /etc over 9p; then tmpfs copies
+                run(["cp", "-a", "/etc", f"{VM}/etc-base"])
             shutil.rmtree(f"{VM}/etc/{name}", ignore_errors=True)
-            run(["cp", "-a", "/etc", f"{VM}/etc/{name}"])
+            run(["cp", "-a", f"{VM}/etc-base", f"{VM}/etc/{name}"])
     log("topology up:", ", ".join(h["name"] for h in TOPO["hosts"]))
 
 
@@ -230,6 +232,10 @@ def start_networkd(tree):
         exec env SYSTEMD_LOG_LEVEL=info SYSTEMD_LOG_TARGET=console /lib/systemd/systemd-networkd
     """
     for host in TOPO["hosts"]:
+        # The host's own networkd file, where the cluster file says it has one (network_file).
+        for name, text in host.get("own_units", {}).items():
+            with open(f"{VM}/etc/{host['name']}/systemd/network/{name}", "w") as fh:
+                fh.write(text)
         run(["cp", "-a", f"{T}/{tree}/{host['name']}/etc/.", f"{VM}/etc/{host['name']}/"])
         log_file = open(f"{VM}/networkd-{host['name']}.log", "w")
         procs.append(subprocess.Popen(host_args(host, ["sh", "-c", script]), stdout=log_file, stderr=subprocess.STDOUT))
