@@ -104,3 +104,20 @@ def test_networkd_lint_catches_a_bad_unit() -> None:
     warnings = networkd_warnings(bad)
     assert any("Adress" in w for w in warnings), warnings
     assert any("Gateway" in w or "not-an-ip" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("host", HOSTS, ids=lambda p: f"{p.parts[-3]}/{p.name}")
+def test_yaml_emitters_write_the_same_bytes(host: Path) -> None:
+    """lvsgen uses libyaml's emitter when PyYAML has it, PyYAML's own otherwise: both must
+    give the committed bytes, or the output would depend on the machine."""
+    from lvsgen.plan import literal_dumper
+
+    text = (host / "cloud-init.yaml").read_text()
+    body = text.split("\n", 2)[2]  # after "#cloud-config" and the header comment
+    doc = yaml.safe_load(text)
+    dumpers = [yaml.SafeDumper] + ([yaml.CSafeDumper] if getattr(yaml, "__with_libyaml__", False) else [])
+    if len(dumpers) < 2:
+        pytest.skip("PyYAML was built without libyaml: only one emitter to compare")
+    for base in dumpers:
+        out = yaml.dump(doc, Dumper=literal_dumper(base), sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+        assert out == body, f"{base.__name__} writes other bytes than the golden"
