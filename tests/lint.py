@@ -58,7 +58,3 @@ def networkd_warnings(units: dict[str, str]) -> list[str]:
     return [line.replace(prefix, "") for line in out.splitlines() if line.startswith(prefix)] + [
         line for line in out.splitlines() if "Failed to load" in line or "Failed to parse" in line
     ]
-
-
-def loaded_units(units: dict[str, str]) -> str:
-    return "\n".join(sorted(units))
