@@ -66,6 +66,8 @@ class Host:
     nat_interface: str | None
     nat_address: IPInterface | None
     ipvs_sysctls: tuple[tuple[str, int], ...]
+    owns_ipvs_table: bool  # directors: every undescribed IPVS service is removed
+    drain_timeout: int  # directors: seconds to wait for a leaving real server's connections
 
     @property
     def is_director(self) -> bool:
@@ -143,6 +145,8 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
         nat_interface=raw.get("nat_interface", raw["interface"] if nat_address else None),
         nat_address=ip_interface(nat_address) if nat_address else None,
         ipvs_sysctls=tuple(sorted(sysctls.items())),
+        owns_ipvs_table=raw.get("owns_ipvs_table", schema_default("host", "owns_ipvs_table")),
+        drain_timeout=raw.get("drain_timeout", schema_default("host", "drain_timeout")),
     )
 
 

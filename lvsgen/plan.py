@@ -8,6 +8,7 @@ loop and substitute.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable
 
 import yaml
@@ -16,19 +17,27 @@ from lvsgen import ipvs
 from lvsgen.addresses import text
 from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, Vip, VipDevice
 from lvsgen.render import render
+from lvsgen.resources import templates_dir
 from lvsgen.semantic import DUMMY_DEVICE, TUNNEL_DEVICE
 
 # --- file names: the only place they are spelled --------------------------------------------
 SETUP = "setup.sh"
+LIBRARY = "lvsgen.sh"  # the host engine, the same on every host: templates/host/lvsgen.sh
 CLOUD_INIT = "cloud-init.yaml"
 MANIFEST = ".lvsgen-manifest"
-RULES = "etc/ipvsadm.rules"
+# lvsgen's own folder under /etc: /etc/ipvsadm.rules belongs to the ipvsadm package.
+RULES = "etc/lvsgen/ipvsadm.rules"
+UNIT = "etc/systemd/system/lvsgen.service"
 SYSCTL = "etc/sysctl.d/90-lvsgen.conf"
 MODULES = "etc/modules-load.d/lvsgen.conf"
 NETWORKD = "etc/systemd/network"
 UNIT_PREFIX = "10-lvsgen-"
 DROPIN = "90-lvsgen.conf"
-CLOUD_INIT_DIR = "/var/lib/lvsgen"  # where cloud-init puts a host's folder before setup.sh runs
+STATE_DIR = "/var/lib/lvsgen"  # on the host: the record of what lvsgen added (LVSGEN_STATE)
+# The copy of the host folder that the boot unit runs; setup.sh keeps it current, and
+# cloud-init writes the host folder straight there.
+HOST_COPY = f"{STATE_DIR}/host"
+CLOUD_INIT_DIR = HOST_COPY
 
 MODE_SCRIPT = 0o755
 MODE_FILE = 0o644
@@ -77,6 +86,12 @@ class HostState:
     modules: list[str] = field(default_factory=list)
     sysctls: list[Sysctl] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+
+
+@lru_cache(maxsize=1)
+def library() -> str:
+    """The host engine, copied byte for byte: it is plain shell, not a template."""
+    return (templates_dir() / "host" / LIBRARY).read_text(encoding="utf-8")
 
 
 def header(cluster: Cluster) -> str:
@@ -282,6 +297,7 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
     if host.is_director:
         lines = ipvs.rules(state.services)
         add(RULES, "".join(f"{line}\n" for line in lines))
+        add(UNIT, render("lvsgen.service.j2", header=head, host=host.name, cluster=cluster.name, exec=f"{HOST_COPY}/{SETUP}"))
     if state.sysctls:
         add(SYSCTL, render("sysctl.conf.j2", header=head, sysctls=state.sysctls))
     if state.modules:
@@ -289,10 +305,7 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
     for unit in _networkd_units(state):
         add(unit.path, render(unit.template, header=head, **unit.context))
 
-    installs = [
-        {"src": f.path, "dest": "/" + f.path, "mode": f"{f.mode:04o}"}
-        for f in sorted(files, key=lambda f: f.path)
-    ]
+    installed = sorted(files, key=lambda f: f.path)
     add(
         SETUP,
         render(
@@ -301,35 +314,25 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
             host=host.name,
             hostname=host.hostname,
             cluster=cluster.name,
-            installs=installs,
+            files=[f"{f.path} {f.mode:04o}" for f in installed],
             modules=state.modules,
-            sysctls=state.sysctls,
+            sysctls=[f"{s.key} {s.value}" for s in state.sysctls],
             dummies=state.dummies,
             noarp_devices=state.noarp_devices,
             up_devices=state.up_devices,
-            addresses=[{"cidr": a.cidr, "device": a.device, "nodad": a.nodad} for a in state.addresses],
-            routes=state.routes,
-            director=host.is_director,
-            rules=RULES,
-            tools=_tools(state),
+            addresses=[f"{a.cidr} {a.device}" + (" nodad" if a.nodad else "") for a in state.addresses],
+            routes=[f"{r.family} {r.via} {r.device}" for r in state.routes],
+            rules=RULES if host.is_director else "",
+            table_owned=int(host.owns_ipvs_table) if host.is_director else 1,
+            drain_timeout=host.drain_timeout if host.is_director else 0,
+            unit=UNIT if host.is_director else "",
         ),
         MODE_SCRIPT,
     )
+    add(LIBRARY, library())
     add(CLOUD_INIT, cloud_init(head, host, files))
     files.sort(key=lambda f: f.path)
     return files
-
-
-def _tools(state: HostState) -> list[dict[str, str]]:
-    tools = [
-        ("ip", "iproute2"),
-        ("sysctl", "procps"),
-        ("modprobe", "kmod"),
-        ("flock", "util-linux"),
-    ]
-    if state.host.is_director:
-        tools.append(("ipvsadm", "ipvsadm"))
-    return [{"command": c, "package": p} for c, p in tools]
 
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:

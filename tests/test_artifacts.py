@@ -25,7 +25,7 @@ def _id(path: Path) -> str:
 def test_shellcheck_clean(script: Path) -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not found: apt-get install shellcheck")
-    run = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", str(script)], capture_output=True, text=True)
+    run = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", "--external-sources", str(script)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -42,10 +42,10 @@ def test_cloud_init_installs_exactly_the_host_folder(host: Path) -> None:
     text = (host / "cloud-init.yaml").read_text()
     assert text.startswith("#cloud-config\n")
     doc = yaml.safe_load(text)
-    assert doc["runcmd"] == [["bash", "/var/lib/lvsgen/setup.sh"]]
+    assert doc["runcmd"] == [["bash", "/var/lib/lvsgen/host/setup.sh"]]
     written = {f["path"]: f for f in doc["write_files"]}
     expected = {
-        "/var/lib/lvsgen/" + p.relative_to(host).as_posix(): p
+        "/var/lib/lvsgen/host/" + p.relative_to(host).as_posix(): p
         for p in host.rglob("*")
         if p.is_file() and p.name not in ("cloud-init.yaml", ".lvsgen-manifest")
     }
@@ -78,7 +78,7 @@ def _units(case: Path) -> dict[str, str]:
             units[f"{host.name}-{rel}"] = path.read_text()
             if path.parent != base:
                 # The host's own file, which the drop-in extends, carries its address.
-                match = re.search(r"^ensure_addr '([^']+)' '([^']+)'$", (host / "setup.sh").read_text(), re.M)
+                match = re.search(r"^  '([^' ]+) ([^' ]+)'$", (host / "setup.sh").read_text().split("LVS_ADDRESSES=(", 1)[1], re.M)
                 assert match, f"{host}: setup.sh ensures no address"
                 stub = f"{host.name}-{path.parent.name.removesuffix('.d')}"
                 units[stub] = f"[Match]\nName={match[2]}\n\n[Network]\nAddress={match[1]}\n"

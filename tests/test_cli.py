@@ -19,7 +19,7 @@ def test_build_writes_one_folder_per_managed_host(tmp_path: Path) -> None:
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lb1", "lb2", "rs1", "rs2", "rs3", "rs4"]
     # 192.0.2.50 is a bare address: it gets no folder, but its rule is on lb2.
-    assert "-r 192.0.2.50:8080 -g -w 0" in (tmp_path / "lb2/etc/ipvsadm.rules").read_text()
+    assert "-r 192.0.2.50:8080 -g -w 0" in (tmp_path / "lb2/etc/lvsgen/ipvsadm.rules").read_text()
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:

@@ -54,5 +54,5 @@ def test_scripts_are_executable_and_nothing_else_is() -> None:
 
 
 def test_seed_rules_reproduce_the_walkthrough() -> None:
-    rules = (Path(__file__).parent / "cases/seed-dr/expected/lb/etc/ipvsadm.rules").read_text()
+    rules = (Path(__file__).parent / "cases/seed-dr/expected/lb/etc/lvsgen/ipvsadm.rules").read_text()
     assert rules == "-A -t 123.234.1.101:80 -s rr\n-a -t 123.234.1.101:80 -r 123.234.1.111:80 -g -w 1\n"
