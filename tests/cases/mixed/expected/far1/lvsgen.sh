@@ -91,16 +91,20 @@ lvs_parse_args() {
 # A line is appended the moment the thing is added, so a run that dies halfway still knows
 # what it added; removal drops the line. Nothing that is not in the record is ever removed.
 declare -A LVS_REC=()
+LVS_RECORD_HEADER='# what lvsgen added on this host; setup.sh removes only what is listed here'
+LVS_REC_DIRTY=0 # set when a line is dropped: the record is then rewritten at the end
 
 lvs_record_load() {
-  local line
+  local line unended=0
   LVS_REC=()
   [[ -f $LVSGEN_STATE/record ]] || return 0
-  while IFS= read -r line; do
+  while IFS= read -r line || { [[ -n $line ]] && unended=1; }; do
     [[ -z $line || $line == '#'* ]] && continue
     lvs_record_key "$line"
     LVS_REC[$LVS_KEY]=$line
   done <"$LVSGEN_STATE/record"
+  # A hand-edited record without a final newline: end it, so the next line stays apart.
+  if ((unended && !LVS_DRY_RUN)); then printf '\n' >>"$LVSGEN_STATE/record"; fi
 }
 
 # lvs_record_key LINE: sets LVS_KEY to the identity of a record line (its kind and the
@@ -122,20 +126,24 @@ lvs_record_add() { # FIELD...: remember something lvsgen is about to add
   lvs_record_key "$line"
   [[ ${LVS_REC[$LVS_KEY]-} == "$line" ]] && return 0
   LVS_REC[$LVS_KEY]=$line
-  [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
+  if [[ ! -f $LVSGEN_STATE/record ]]; then
+    mkdir -p -- "$LVSGEN_STATE"
+    printf '%s\n' "$LVS_RECORD_HEADER" >"$LVSGEN_STATE/record"
+  fi
   printf '%s\n' "$line" >>"$LVSGEN_STATE/record"
 }
 
 lvs_record_drop() { # KEY
   unset 'LVS_REC[$1]'
+  LVS_REC_DIRTY=1
 }
 
 lvs_record_save() { # rewrite the record without the lines removal dropped
-  ((LVS_DRY_RUN)) && return 0
+  ((LVS_DRY_RUN || !LVS_REC_DIRTY)) && return 0
   mkdir -p -- "$LVSGEN_STATE"
   local tmp=$LVSGEN_STATE/record.lvsgen-new
   {
-    printf '# what lvsgen added on this host; setup.sh removes only what is listed here\n'
+    printf '%s\n' "$LVS_RECORD_HEADER"
     if ((${#LVS_REC[@]} > 0)); then
       printf '%s\n' "${LVS_REC[@]}" | LC_ALL=C sort
     fi
@@ -468,9 +476,10 @@ lvs_ipvs_plan() {
   LC_ALL=C awk -v owned="$4" -v drain="$5" '
     function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (s == "" ? "" : " ") $i; return s }
     function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, FNR, $0 > "/dev/stderr"; failed = 1; exit 2 }
-    FNR == 1 { file++ }
     file == 3 { if ($0 != "") rec[$0] = 1; next }
     /^[ \t]*$/ || /^#/ { next }
+    # An IPv6 firewall-mark service is "-f MARK -6": the family is part of its name.
+    ($1 == "-A" || $1 == "-a") && $2 == "-f" && $4 == "-6" { $3 = $3 " -6"; for (i = 4; i < NF; i++) $i = $(i + 1); NF-- }
     $1 == "-A" {
       if (NF < 5) bad(file == 1 ? "desired" : "live")
       k = $2 " " $3
@@ -516,7 +525,7 @@ lvs_ipvs_plan() {
       for (i = 1; i <= nr; i++) print removes[i]
       for (i = 1; i <= nls; i++) if (lso[i] in gone) print "R -D " lso[i]
     }
-  ' "$1" "$2" "$3"
+  ' file=1 "$1" file=2 "$2" file=3 "$3"
 }
 
 # lvs_ipvs_proc [HZ] [COUNTS]: /proc/net/ip_vs in 'ipvsadm -S -n' form, read in one pass.
@@ -525,7 +534,8 @@ lvs_ipvs_plan() {
 # the function fails (status 3) when it meets one. With COUNTS=1 every real-server line
 # ends in its active connection count, for draining.
 # /proc does not show: tunnel types (read as ipip, the default), scheduler flags (-b),
-# persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds.
+# persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds, or the
+# family of a firewall-mark service (status 4 when there is one).
 lvs_ipvs_proc() {
   LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" '
     function hexval(h,   i, v) { v = 0; h = toupper(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1; return v }
@@ -566,7 +576,7 @@ lvs_ipvs_proc() {
     }
     {
       proto = $1
-      if (proto == "FWM") { svc = "-f " hexval($2); v6svc = 0 }
+      if (proto == "FWM") { svc = "-f " hexval($2); v6svc = 0; fwm = 1 }
       else {
         flag = (proto == "TCP") ? "-t" : (proto == "UDP") ? "-u" : (proto == "SCTP") ? "--sctp-service" : ""
         if (flag == "") { printf "lvsgen: /proc/net/ip_vs: unknown protocol %s\n", proto > "/dev/stderr"; exit 2 }
@@ -587,6 +597,9 @@ lvs_ipvs_proc() {
       if (ops) line = line " -o"
       print line
     }
+    # /proc does not show whether a firewall-mark service is IPv4 or IPv6 (-6): the caller
+    # must read such a table with ipvsadm -S -n.
+    END { if (fwm) exit 4 }
   ' "$LVSGEN_PROC_IPVS"
 }
 
@@ -606,19 +619,13 @@ lvs_kernel_hz() {
 
 lvs_learn_hz() { # SAVED: from a fresh 'ipvsadm -S -n' and /proc, work out HZ
   local hz
-  hz=$(awk '
-    FNR == 1 { file++ }
-    file == 1 && $1 == "-A" { for (i = 4; i < NF; i++) if ($i == "-p") t[$2 " " $3] = $(i + 1) }
-    file == 2 && NR > 0 && $1 != "->" && $1 != "IP" && $1 != "Prot" {
-      for (i = 4; i < NF; i++) if ($i == "persistent") jiffies[++n] = $(i + 1)
-    }
+  # Each persistent service against itself: its jiffies in /proc over its seconds in SAVED.
+  hz=$({ lvs_ipvs_proc 1 0 2>/dev/null || true; } | LC_ALL=C awk '
+    $1 == "-A" { for (i = 4; i < NF; i++) if ($i == "-p") { if (file == 1) t[$2 " " $3] = $(i + 1); else j[$2 " " $3] = $(i + 1) } }
     END {
-      # any persistent service will do: every HZ the kernel allows gives a whole number
-      for (k in t) if (t[k] > 0) { want = t[k]; break }
-      if (!want) exit
-      for (i = 1; i <= n; i++) if (jiffies[i] % want == 0) { hz = jiffies[i] / want
+      for (k in t) if ((k in j) && t[k] > 0 && j[k] % t[k] == 0) { hz = j[k] / t[k]
         if (hz == 100 || hz == 250 || hz == 300 || hz == 1000) { print hz; exit } }
-    }' "$1" "$LVSGEN_PROC_IPVS" 2>/dev/null) || hz=
+    }' file=1 "$1" file=2 - 2>/dev/null) || hz=
   if [[ -n $hz ]] && ! ((LVS_DRY_RUN)); then
     mkdir -p -- "$LVSGEN_RUN" && printf '%s\n' "$hz" >"$LVSGEN_RUN/hz"
   fi
@@ -668,11 +675,11 @@ lvs_ipvs_active() { # PLAN: prints the sum of their active connections
   local hz
   hz=$(lvs_kernel_hz)
   [[ -n $hz ]] || hz=100 # timeouts do not matter here, only names and counts
-  lvs_ipvs_proc "$hz" 1 | LC_ALL=C awk '
-    FNR == 1 { file++ }
-    file == 1 && $1 == "W" { want[$2 " " $3 SUBSEP $4] = 1; next }
-    file == 2 && $1 == "-a" && (($2 " " $3 SUBSEP $5) in want) { sum += $NF }
-    END { print sum + 0 }' "$1" -
+  { lvs_ipvs_proc "$hz" 1 || true; } | LC_ALL=C awk '
+    file == 1 && $1 == "W" { svc = $2; for (i = 3; i < NF; i++) svc = svc " " $i; want[svc SUBSEP $NF] = 1; next }
+    file == 2 && $1 == "-a" { for (i = 3; $i != "-r"; i++) ; svc = $2; for (k = 3; k < i; k++) svc = svc " " $k
+      if ((svc SUBSEP $(i + 1)) in want) sum += $NF }
+    END { print sum + 0 }' file=1 "$1" file=2 -
 }
 
 lvs_ipvs_batch() { # LABEL FILE: one 'ipvsadm -R' for FILE's lines; fails on any error output

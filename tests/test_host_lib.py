@@ -1,0 +1,849 @@
+"""The pure functions of templates/host/lvsgen.sh, the bash library every generated setup.sh sources.
+
+Every test runs `bash -c 'source "$LIB"; ...'` on recorded inputs (tests/host/dumps: a real
+kernel's /proc/net/ip_vs and `ipvsadm -S -n` of the same table) or hand-made ones: no root, no
+kernel, no ipvsadm. Paths reach bash through the environment or as positional arguments, never
+pasted into the script text, and the temporary folders have spaces in their names.
+
+The library is awk-heavy and setup.sh accepts mawk or gawk, so every test runs once with each of
+them that is installed (at least the system awk).
+
+Four bugs this file found (empty files in the plan, HZ learned from mismatched services, IPv6
+firewall-mark names, a record without a final newline) were fixed; their tests stay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ROOT / "templates" / "host" / "lvsgen.sh"
+DUMPS = ROOT / "tests" / "host" / "dumps"
+PROC_MIXED = DUMPS / "proc-mixed.txt"
+SAVED_MIXED = DUMPS / "saved-mixed.txt"
+CASES = ROOT / "tests" / "cases"
+# The rules files of the golden cases: etc/ipvsadm.rules, or etc/lvsgen/ipvsadm.rules.
+GOLDEN_RULES = sorted(CASES.glob("*/expected/*/etc/**/ipvsadm.rules"))
+
+RECORD_HEADER = "# what lvsgen added on this host; setup.sh removes only what is listed here\n"
+
+
+# --- running the library -------------------------------------------------------------------------
+
+
+def _awks() -> dict[str, str]:
+    found = {name: path for name in ("mawk", "gawk") if (path := shutil.which(name))}
+    if not found:
+        found["awk"] = shutil.which("awk") or "awk"
+    return found
+
+
+AWKS = _awks()
+
+
+@pytest.fixture(scope="module", autouse=True, params=sorted(AWKS))
+def awk_impl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Put one awk implementation first on PATH, as 'awk', for every bash the tests start."""
+    shim = tmp_path_factory.mktemp(f"awk {request.param}")
+    (shim / "awk").symlink_to(AWKS[request.param])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
+        yield request.param
+
+
+def bash(script: str, *args: str | Path, **env: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run SCRIPT after sourcing the library; ARGS are $1..., ENV is added to a clean environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LVS_", "LVSGEN_"))}
+    base.update({"LIB": str(LIB), "LC_ALL": "C"})
+    base.update({k: str(v) for k, v in env.items()})
+    return subprocess.run(
+        ["bash", "-c", 'source "$LIB" || exit 99\n' + script, "test_host_lib", *map(str, args)],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+# --- /proc/net/ip_vs, written the way the kernel writes it (net/netfilter/ipvs/ip_vs_ctl.c) ------------
+
+PROC_HEADER = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+)
+
+
+def _proc_addr(addr: str, port: int) -> str:
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 6:
+        return f"[{ip.exploded}]:{port:04X}"  # %pI6: eight groups, leading zeros kept, lowercase
+    return f"{int(ip):08X}:{port:04X}"
+
+
+def v4mask(mask: str) -> int:
+    return int(ipaddress.IPv4Address(mask))
+
+
+def v6mask(plen: int) -> int:
+    """An IPv6 service keeps its prefix length in the netmask field; /proc prints ntohl() of it,
+    which on a little-endian kernel puts the length in the top byte (64 -> 40000000)."""
+    return plen << 24
+
+
+def proc_service(
+    proto: str, addr: str | int, port: int = 0, sched: str = "rr", *, ops: bool = False, persistent: tuple[int, int] | None = None
+) -> str:
+    """One service line. addr is the firewall mark for proto FWM; persistent is (jiffies, netmask)."""
+    if proto == "FWM":
+        assert isinstance(addr, int)
+        head = f"FWM  {addr:08X} {sched} {'ops ' if ops else ''}"
+    elif ipaddress.ip_address(addr).version == 6:  # the kernel prints no 'ops' for IPv6 services
+        head = f"{proto}  {_proc_addr(str(addr), port)} {sched} "
+    else:
+        head = f"{proto}  {_proc_addr(str(addr), port)} {sched} {'ops ' if ops else ''} "
+    if persistent is None:
+        return head + "\n"
+    jiffies, netmask = persistent
+    return head + f"persistent {jiffies} {netmask:08X}\n"
+
+
+def proc_dest(addr: str, port: int, fwd: str = "Route", weight: int = 1, active: int = 0, inact: int = 0) -> str:
+    return f"  -> {_proc_addr(addr, port)}      {fwd:<7} {weight:<6} {active:<10} {inact:<10}\n"
+
+
+def mixed_dump() -> str:
+    """The recorded table, rebuilt with the helpers above (checked against the recording)."""
+    return PROC_HEADER + "".join(
+        [
+            proc_service("TCP", "2001:db8:1::100", 80, "mh", persistent=(15000, v6mask(64))),
+            proc_dest("2001:db8:1::2", 80, "Route", 1),
+            proc_service("SCTP", "203.0.113.10", 3868, "sh"),
+            proc_dest("198.51.100.11", 3868, "Masq", 1),
+            proc_service("TCP", "203.0.113.20", 443, "lc", persistent=(150000, v4mask("255.255.0.0"))),
+            proc_dest("192.0.2.21", 443, "Tunnel", 1),
+            proc_service("TCP", "203.0.113.21", 443, "lc", persistent=(150000, v4mask("255.255.255.255"))),
+            proc_dest("192.0.2.5", 443, "Route", 1),
+            proc_service("TCP", "203.0.113.10", 80, "wlc"),
+            proc_dest("198.51.100.12", 8080, "Masq", 0),
+            proc_dest("198.51.100.11", 8080, "Masq", 5),
+            proc_service("UDP", "192.0.2.9", 53, "rr", ops=True),
+            proc_service("FWM", 7, sched="rr"),
+            proc_dest("192.0.2.30", 0, "Route", 2),
+        ]
+    )
+
+
+def test_hand_made_dumps_follow_the_kernel_format_byte_for_byte() -> None:
+    assert mixed_dump() == PROC_MIXED.read_text()
+
+
+def proc(tmp_path: Path, dump: str, hz: str = "250", counts: str = "0") -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "proc ip_vs"
+    path.write_text(dump)
+    return bash('lvs_ipvs_proc "$1" "$2"', hz, counts, LVSGEN_PROC_IPVS=path)
+
+
+# --- lvs_ipvs_proc ------------------------------------------------------------------------------------
+
+
+def test_proc_of_the_recorded_table_is_what_ipvsadm_saved() -> None:
+    run = bash('lvs_ipvs_proc 250 0', LVSGEN_PROC_IPVS=PROC_MIXED)
+    # 4: the table has a firewall-mark service, whose family /proc does not show; the lines are
+    # still printed, and the caller reads ipvsadm -S -n instead.
+    assert run.returncode == 4, run.stderr
+    assert run.stderr == ""
+    assert sorted(lines(run.stdout)) == sorted(lines(SAVED_MIXED.read_text()))
+
+
+@pytest.mark.parametrize("hz", ["", "0"], ids=["empty", "zero"])
+def test_proc_without_hz_fails_with_3_on_a_persistent_service(hz: str) -> None:
+    run = bash('lvs_ipvs_proc "$1" 0', hz, LVSGEN_PROC_IPVS=PROC_MIXED)
+    assert run.returncode == 3
+
+
+def test_proc_without_hz_reads_a_table_without_persistence(tmp_path: Path) -> None:
+    dump = PROC_HEADER + proc_service("TCP", "192.0.2.1", 80, "wlc") + proc_dest("10.0.0.1", 80, "Masq", 3)
+    run = proc(tmp_path, dump, hz="")
+    assert run.returncode == 0, run.stderr
+    assert lines(run.stdout) == ["-A -t 192.0.2.1:80 -s wlc", "-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 3"]
+
+
+def test_proc_divides_timeouts_by_hz() -> None:
+    run = bash('lvs_ipvs_proc 100 0', LVSGEN_PROC_IPVS=PROC_MIXED)
+    assert run.returncode == 4, run.stderr  # the firewall-mark service: see above
+    assert "-A -t [2001:db8:1::100]:80 -s mh -p 150 -M 64" in lines(run.stdout)
+    assert "-A -t 203.0.113.21:443 -s lc -p 1500" in lines(run.stdout)
+
+
+def test_proc_flags_masks_and_one_packet_in_ipvsadm_order(tmp_path: Path) -> None:
+    """ipvsadm -S prints -s, then -p and -M (none for a full mask), then -o."""
+    dump = PROC_HEADER + "".join(
+        [
+            proc_service("UDP", "192.0.2.1", 53, "rr", ops=True, persistent=(75000, v4mask("255.255.255.0"))),
+            proc_service("FWM", 0x1F, sched="wlc", ops=True, persistent=(75000, v4mask("255.255.255.255"))),
+            proc_service("TCP", "2001:db8::1", 443, "sh", persistent=(15000, v6mask(128))),
+            proc_service("TCP", "2001:db8::2", 443, "sh", persistent=(15000, v6mask(48))),
+            proc_service("SCTP", "192.0.2.2", 3868, "rr"),
+            proc_dest("2001:db8::a", 3868, "Tunnel", 7),
+        ]
+    )
+    run = proc(tmp_path, dump)
+    assert run.returncode == 4, run.stderr  # the firewall-mark service
+    assert lines(run.stdout) == [
+        "-A -u 192.0.2.1:53 -s rr -p 300 -M 255.255.255.0 -o",
+        "-A -f 31 -s wlc -p 300 -o",
+        "-A -t [2001:db8::1]:443 -s sh -p 60",
+        "-A -t [2001:db8::2]:443 -s sh -p 60 -M 48",
+        "-A --sctp-service 192.0.2.2:3868 -s rr",
+        "-a --sctp-service 192.0.2.2:3868 -r [2001:db8::a]:3868 -i -w 7 --tun-type ipip",
+    ]
+
+
+COUNTS_DUMP = PROC_HEADER + "".join(
+    [
+        proc_service("TCP", "192.0.2.1", 80, "wlc"),
+        proc_dest("10.0.0.2", 80, "Route", 3, active=17, inact=250),
+        proc_dest("10.0.0.1", 80, "Masq", 0, active=4, inact=9),
+        proc_service("TCP", "2001:db8::1", 443, "lc", persistent=(15000, v6mask(128))),
+        proc_dest("2001:db8::a", 443, "Tunnel", 2, active=1234567, inact=1),
+    ]
+)
+
+
+def test_proc_counts_appends_the_active_connections(tmp_path: Path) -> None:
+    run = proc(tmp_path, COUNTS_DUMP, counts="1")
+    assert run.returncode == 0, run.stderr
+    assert lines(run.stdout) == [
+        "-A -t 192.0.2.1:80 -s wlc",
+        "-a -t 192.0.2.1:80 -r 10.0.0.2:80 -g -w 3 17",
+        "-a -t 192.0.2.1:80 -r 10.0.0.1:80 -m -w 0 4",
+        "-A -t [2001:db8::1]:443 -s lc -p 60",
+        "-a -t [2001:db8::1]:443 -r [2001:db8::a]:443 -i -w 2 --tun-type ipip 1234567",
+    ]
+
+
+def test_proc_without_counts_has_no_count_column(tmp_path: Path) -> None:
+    run = proc(tmp_path, COUNTS_DUMP, counts="0")
+    assert run.returncode == 0, run.stderr
+    assert "-a -t 192.0.2.1:80 -r 10.0.0.2:80 -g -w 3" in lines(run.stdout)
+    assert all(not line.endswith((" 17", " 4", " 1234567")) for line in lines(run.stdout))
+
+
+@pytest.mark.parametrize("proto", ["IP_47", "ICMP", "tcp"])
+def test_proc_unknown_protocol_fails_with_2_and_says_so(tmp_path: Path, proto: str) -> None:
+    dump = PROC_HEADER + proc_service("TCP", "192.0.2.1", 80) + proc_service(proto, "192.0.2.2", 0)
+    run = proc(tmp_path, dump)
+    assert run.returncode == 2
+    assert f"unknown protocol {proto}" in run.stderr
+
+
+# glibc inet_ntop, which ipvsadm -n uses: the longest run of two or more zero groups becomes '::'
+# (the first of equal runs), a lone zero group stays, hex is lowercase without leading zeros, and
+# an IPv4-mapped (::ffff:0:0/96) or IPv4-compatible (::/96) address ends in a dotted quad.
+IPV6_CASES = [
+    ("2001:0db8:0001:0000:0000:0000:0000:0100", "2001:db8:1::100"),
+    ("2001:0db8:0000:0001:0001:0001:0001:0001", "2001:db8:0:1:1:1:1:1"),  # one zero group: no '::'
+    ("2001:0db8:0000:0000:0001:0000:0000:0001", "2001:db8::1:0:0:1"),  # tie: the first run
+    ("2001:0000:0000:0001:0000:0000:0000:0001", "2001:0:0:1::1"),  # the longest run, not the first
+    ("0000:0000:0001:0000:0000:0000:0000:0000", "0:0:1::"),
+    ("0000:0000:0000:0000:0000:0000:0000:0000", "::"),
+    ("0000:0000:0000:0000:0000:0000:0000:0001", "::1"),
+    ("0001:0000:0000:0000:0000:0000:0000:0000", "1::"),
+    ("fe80:0000:0000:0000:0000:0000:0000:0000", "fe80::"),
+    ("00a0:0b00:0c0d:000e:ABCD:Ef01:0000:0010", "a0:b00:c0d:e:abcd:ef01:0:10"),
+    ("0000:0000:0000:0000:0000:ffff:c000:0201", "::ffff:192.0.2.1"),
+    ("0000:0000:0000:0000:0000:ffff:0000:0000", "::ffff:0.0.0.0"),
+    ("0000:0000:0000:0000:0000:0000:c000:0201", "::192.0.2.1"),
+    ("0000:0000:0000:0000:0001:ffff:c000:0201", "::1:ffff:c000:201"),  # not mapped: no dotted quad
+    ("0064:ff9b:0000:0000:0000:0000:c000:0201", "64:ff9b::c000:201"),
+]
+
+
+@pytest.mark.parametrize(("full", "short"), IPV6_CASES, ids=[short for _, short in IPV6_CASES])
+def test_proc_compresses_ipv6_like_inet_ntop(tmp_path: Path, full: str, short: str) -> None:
+    assert socket.inet_ntop(socket.AF_INET6, bytes.fromhex(full.replace(":", ""))) == short  # the table itself
+    dump = PROC_HEADER + f"TCP  [{full}]:0050 rr \n" + f"  -> [{full}]:1F90      Masq    1      0          0         \n"
+    run = proc(tmp_path, dump)
+    assert run.returncode == 0, run.stderr
+    assert lines(run.stdout) == [f"-A -t [{short}]:80 -s rr", f"-a -t [{short}]:80 -r [{short}]:8080 -m -w 1"]
+
+
+def _ipv6_battery() -> list[bytes]:
+    """Every pattern of zero and non-zero groups (2**8), each non-zero group a different kind of
+    value, and the IPv4-mapped and -compatible forms around their edges."""
+    rng = random.Random(20240601)
+    values = [0x1, 0xF, 0xA0, 0xB00, 0xFFFF, 0xDB8, 0x2001, 0x8000]
+    out = []
+    for mask in range(256):
+        groups = [0 if mask >> i & 1 else values[(i + mask) % len(values)] for i in range(8)]
+        out.append(b"".join(g.to_bytes(2, "big") for g in groups))
+    for v4 in (0x00000000, 0x00000001, 0x01000000, 0xC0000201, 0xFFFFFFFF, 0x0000FFFF):
+        for prefix in (b"\0" * 10 + b"\xff\xff", b"\0" * 12, b"\0" * 10 + b"\0\x01", b"\0" * 8 + b"\xff\xff\0\0"):
+            out.append(prefix + v4.to_bytes(4, "big"))
+    out += [rng.getrandbits(128).to_bytes(16, "big") for _ in range(40)]
+    return out
+
+
+def test_proc_ipv6_agrees_with_glibc_inet_ntop_on_every_zero_pattern(tmp_path: Path) -> None:
+    battery = _ipv6_battery()
+    dump = PROC_HEADER
+    want = []
+    for port, raw in enumerate(battery, start=1):
+        full = ipaddress.IPv6Address(raw).exploded
+        dump += f"UDP  [{full}]:{port:04X} rr \n  -> [{full}]:0035      Route   1      0          0         \n"
+        short = socket.inet_ntop(socket.AF_INET6, raw)
+        want += [f"-A -u [{short}]:{port} -s rr", f"-a -u [{short}]:{port} -r [{short}]:53 -g -w 1"]
+    run = proc(tmp_path, dump)
+    assert run.returncode == 0, run.stderr
+    got = lines(run.stdout)
+    assert len(got) == len(want)
+    wrong = [(g, w) for g, w in zip(got, want) if g != w]
+    assert not wrong, f"{len(wrong)} of {len(want)} lines differ, e.g. {wrong[:5]}"
+
+
+# --- lvs_ipvs_active -----------------------------------------------------------------------------------
+
+
+def test_active_sums_the_active_connections_of_the_draining_real_servers(tmp_path: Path) -> None:
+    (tmp_path / "proc ip_vs").write_text(COUNTS_DUMP)
+    run_dir = tmp_path / "run dir"
+    run_dir.mkdir()
+    (run_dir / "hz").write_text("250\n")
+    plan = tmp_path / "the plan"
+    plan.write_text(
+        "A -e -t 192.0.2.1:80 -r 10.0.0.2:80 -g -w 0\n"
+        "W -t 192.0.2.1:80 10.0.0.2:80\n"
+        "W -t 192.0.2.1:80 10.0.0.1:80\n"
+        "W -t 192.0.2.1:80 10.0.0.99:80\n"  # gone already: counts nothing
+        "R -d -t 192.0.2.1:80 -r 10.0.0.2:80\n"
+    )
+    run = bash('lvs_ipvs_active "$1"', plan, LVSGEN_PROC_IPVS=tmp_path / "proc ip_vs", LVSGEN_RUN=run_dir)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "21\n"
+    plan.write_text("W -t [2001:db8::1]:443 [2001:db8::a]:443\n")
+    run = bash('lvs_ipvs_active "$1"', plan, LVSGEN_PROC_IPVS=tmp_path / "proc ip_vs", LVSGEN_RUN=run_dir)
+    assert run.stdout == "1234567\n"
+
+
+# --- lvs_ipvs_plan -----------------------------------------------------------------------------------------
+
+
+def plan(desired: str, live: str, recorded: str = "", owned: int = 1, drain: int = 1) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="lvsgen plan ") as tmp:
+        files = []
+        for name, text in (("desired rules", desired), ("live table", live), ("recorded services", recorded)):
+            path = Path(tmp) / name
+            path.write_text(text)
+            files.append(path)
+        return bash('lvs_ipvs_plan "$1" "$2" "$3" "$4" "$5"', *files, str(owned), str(drain))
+
+
+TCP = "-t 10.0.0.1:80"
+UDP = "-u 10.0.0.1:53"
+OTHER = "-t 10.0.0.2:80"
+DESIRED = f"""\
+-A {TCP} -s wlc
+-a {TCP} -r 10.0.1.1:80 -g -w 1
+-a {TCP} -r 10.0.1.2:80 -g -w 2
+-A {UDP} -s rr
+-a {UDP} -r 10.0.1.1:53 -g -w 1
+"""
+FIRST_LOAD = [
+    f"A -A {TCP} -s wlc",
+    f"A -A {UDP} -s rr",
+    f"A -a {TCP} -r 10.0.1.1:80 -g -w 1",
+    f"A -a {TCP} -r 10.0.1.2:80 -g -w 2",
+    f"A -a {UDP} -r 10.0.1.1:53 -g -w 1",
+]
+EXTRA_RS = DESIRED + f"-a {TCP} -r 10.0.1.3:80 -g -w 4\n"
+EXTRA_RS_DRAINED = [f"A -e {TCP} -r 10.0.1.3:80 -g -w 0", f"W {TCP} 10.0.1.3:80", f"R -d {TCP} -r 10.0.1.3:80"]
+EXTRA_SVC = DESIRED + f"-A {OTHER} -s rr\n-a {OTHER} -r 10.0.2.1:80 -m -w 3\n-a {OTHER} -r 10.0.2.2:80 -m -w 0\n"
+EXTRA_SVC_DRAINED = [f"A -e {OTHER} -r 10.0.2.1:80 -m -w 0", f"W {OTHER} 10.0.2.1:80", f"W {OTHER} 10.0.2.2:80", f"R -D {OTHER}"]
+COMMENTED = "# lvsgen: cluster x, host lb\n\n" + DESIRED.replace(f"-A {UDP}", f"   \n#\t-A {UDP} -s wrr\n\t\n-A {UDP}")
+
+PLAN_CASES = [
+    pytest.param(DESIRED, "", "", 1, 1, FIRST_LOAD, id="first-load"),
+    pytest.param(DESIRED, "", "", 0, 0, FIRST_LOAD, id="first-load-not-owned-no-drain"),
+    pytest.param(DESIRED, DESIRED, "", 1, 1, [], id="no-change"),
+    pytest.param(
+        DESIRED,
+        f"-A {UDP}  -s   rr\n-a {UDP} -r 10.0.1.1:53\t-g -w 1\n-A {TCP} -s wlc\n-a {TCP} -r 10.0.1.2:80 -g -w 2\n-a {TCP} -r 10.0.1.1:80 -g -w 1\n",
+        "",
+        1,
+        1,
+        [],
+        id="no-change-other-order-and-spacing",
+    ),
+    pytest.param(DESIRED, DESIRED.replace("10.0.1.2:80 -g -w 2", "10.0.1.2:80 -g -w 3"), "", 1, 1, [f"A -e {TCP} -r 10.0.1.2:80 -g -w 2"], id="weight"),
+    pytest.param(DESIRED, DESIRED.replace("10.0.1.2:80 -g -w 2", "10.0.1.2:80 -m -w 2"), "", 1, 1, [f"A -e {TCP} -r 10.0.1.2:80 -g -w 2"], id="forwarding"),
+    pytest.param(DESIRED, DESIRED.replace(f"-A {TCP} -s wlc", f"-A {TCP} -s rr"), "", 1, 1, [f"A -E {TCP} -s wlc"], id="scheduler"),
+    pytest.param(DESIRED, DESIRED.replace(f"-A {TCP} -s wlc", f"-A {TCP} -s wlc -p 300"), "", 1, 1, [f"A -E {TCP} -s wlc"], id="persistence-off"),
+    pytest.param(
+        DESIRED.replace(f"-A {UDP} -s rr", f"-A {UDP} -s rr -p 60 -M 255.255.255.0"), DESIRED, "", 1, 1, [f"A -E {UDP} -s rr -p 60 -M 255.255.255.0"], id="persistence-on"
+    ),
+    pytest.param(DESIRED, DESIRED.replace(f"-a {TCP} -r 10.0.1.2:80 -g -w 2\n", ""), "", 1, 1, [f"A -a {TCP} -r 10.0.1.2:80 -g -w 2"], id="added-rs"),
+    pytest.param(DESIRED, EXTRA_RS, "", 1, 1, EXTRA_RS_DRAINED, id="removed-rs-drain"),
+    pytest.param(DESIRED, EXTRA_RS, "", 1, 0, [f"R -d {TCP} -r 10.0.1.3:80"], id="removed-rs-no-drain"),
+    pytest.param(DESIRED, EXTRA_RS.replace("10.0.1.3:80 -g -w 4", "10.0.1.3:80 -g -w 0"), "", 1, 1, EXTRA_RS_DRAINED[1:], id="removed-rs-at-weight-0"),
+    pytest.param(DESIRED, EXTRA_SVC, "", 1, 1, EXTRA_SVC_DRAINED, id="removed-svc-owned-drain"),
+    pytest.param(DESIRED, EXTRA_SVC, "", 1, 0, [f"R -D {OTHER}"], id="removed-svc-owned-no-drain"),
+    pytest.param(DESIRED, EXTRA_SVC, "", 0, 1, [], id="foreign-svc-untouched"),
+    pytest.param(DESIRED, EXTRA_SVC, f"-t 10.0.0.9:80\n{UDP}\n", 0, 1, [], id="foreign-svc-others-recorded"),
+    pytest.param(DESIRED, EXTRA_SVC, f"{UDP}\n{OTHER}\n", 0, 1, EXTRA_SVC_DRAINED, id="recorded-svc-removed-drain"),
+    pytest.param(DESIRED, EXTRA_SVC, f"{OTHER}\n", 0, 0, [f"R -D {OTHER}"], id="recorded-svc-removed-no-drain"),
+    pytest.param(DESIRED, EXTRA_RS, "", 0, 1, EXTRA_RS_DRAINED, id="foreign-rs-in-described-svc"),
+    pytest.param(COMMENTED, "", "", 1, 1, FIRST_LOAD, id="comments-first-load"),
+    pytest.param(COMMENTED, COMMENTED, "# a comment\n\n", 1, 1, [], id="comments-no-change"),
+    pytest.param(
+        DESIRED + "-A -t 10.0.0.3:443 -s sh\n-a -t 10.0.0.3:443 -r 10.0.3.1:443 -i -w 1 --tun-type ipip\n",
+        f"-A {TCP} -s rr\n-a {TCP} -r 10.0.1.9:80 -g -w 2\n-a {TCP} -r 10.0.1.1:80 -g -w 5\n"
+        f"-A {UDP} -s rr\n-a {UDP} -r 10.0.1.1:53 -g -w 1\n-A {OTHER} -s rr\n-a {OTHER} -r 10.0.2.1:80 -g -w 1\n",
+        "",
+        1,
+        1,
+        [
+            f"A -E {TCP} -s wlc",
+            "A -A -t 10.0.0.3:443 -s sh",
+            f"A -e {TCP} -r 10.0.1.1:80 -g -w 1",
+            f"A -a {TCP} -r 10.0.1.2:80 -g -w 2",
+            "A -a -t 10.0.0.3:443 -r 10.0.3.1:443 -i -w 1 --tun-type ipip",
+            f"A -e {TCP} -r 10.0.1.9:80 -g -w 0",
+            f"A -e {OTHER} -r 10.0.2.1:80 -g -w 0",
+            f"W {TCP} 10.0.1.9:80",
+            f"W {OTHER} 10.0.2.1:80",
+            f"R -d {TCP} -r 10.0.1.9:80",
+            f"R -D {OTHER}",
+        ],
+        id="everything-at-once",
+    ),
+]
+
+
+@pytest.mark.parametrize(("desired", "live", "recorded", "owned", "drain", "want"), PLAN_CASES)
+def test_plan(desired: str, live: str, recorded: str, owned: int, drain: int, want: list[str]) -> None:
+    run = plan(desired, live, recorded, owned, drain)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert lines(run.stdout) == want
+
+
+@pytest.mark.parametrize(
+    ("desired", "live", "recorded", "want"),
+    [
+        pytest.param(DESIRED, "", f"{TCP}\n{UDP}\n", FIRST_LOAD, id="boot-empty-live-with-record"),
+        pytest.param("", EXTRA_SVC, "", [f"R -D {TCP}", f"R -D {UDP}", f"R -D {OTHER}"], id="empty-desired"),
+    ],
+)
+def test_plan_reads_empty_files(desired: str, live: str, recorded: str, want: list[str]) -> None:
+    run = plan(desired, live, recorded, owned=1, drain=0)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert lines(run.stdout) == want
+
+
+# ipvsadm -S names an IPv6 firewall-mark service '-f MARK -6' (ipvsadm.c, print_service_entry), in
+# its -A line and in each of its -a lines: '-a -f 7 -6 -r [2001:db8::5]:0 -g -w 1'.
+FWM6 = "-A -f 7 -6 -s rr\n-a -f 7 -6 -r [2001:db8::5]:0 -g -w 1\n"
+
+
+@pytest.mark.parametrize(
+    ("owned", "want"), [pytest.param(0, [], id="foreign-untouched"), pytest.param(1, ["R -D -f 7 -6"], id="owned-removed")]
+)
+def test_plan_reads_an_ipv6_firewall_mark_service(owned: int, want: list[str]) -> None:
+    run = plan(DESIRED, DESIRED + FWM6, "", owned=owned, drain=0)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert lines(run.stdout) == want
+
+
+@pytest.mark.parametrize(
+    ("desired", "live", "where"),
+    [
+        pytest.param(DESIRED.replace("-r 10.0.1.2:80", "10.0.1.2:80"), DESIRED, "desired line 3", id="rs-without-r"),
+        pytest.param(f"-A {TCP}\n" + DESIRED, DESIRED, "desired line 1", id="service-without-scheduler"),
+        pytest.param("# head\n\n" + DESIRED + "ipvsadm -A -t 10.0.0.5:80 -s rr\n", DESIRED, "desired line 8", id="line-numbers-count-comments"),
+        pytest.param(DESIRED, DESIRED.replace(f"-A {UDP}", "-E -u 10.0.0.1:53"), "live line 4", id="live-edit-line"),
+        pytest.param(DESIRED, "-a -t 10.0.0.1:80 -r\n", "live line 1", id="live-rs-without-address"),
+    ],
+)
+def test_plan_malformed_line_fails_with_2_and_names_it(desired: str, live: str, where: str) -> None:
+    run = plan(desired, live)
+    assert run.returncode == 2
+    assert run.stdout == ""  # never half a plan
+    assert f"{where}: cannot read" in run.stderr
+
+
+# The property: a tiny model of ipvsadm, keyed like the library (a service is the two words after
+# -A, a real server its service and its -r address).
+Table = dict[str, tuple[str, dict[str, str]]]
+SERVICE_KEYS = ["-t 10.0.0.1:80", "-t 10.0.0.2:80", "-u 10.0.0.1:53", "-t [2001:db8::1]:443"]
+RS4 = ["10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:8080"]
+RS6 = ["[2001:db8::a]:443", "[2001:db8::b]:443"]
+SVC_ATTRS = ["-s rr", "-s wlc", "-s rr -p 300", "-s sh -p 60 -M 255.255.255.0"]
+DEST_ATTRS = st.builds(
+    lambda fwd, w: f"{fwd} -w {w}" + (" --tun-type ipip" if fwd == "-i" else ""), st.sampled_from(["-g", "-m", "-i"]), st.sampled_from([0, 1, 2, 5])
+)
+
+
+@st.composite
+def tables(draw: st.DrawFn, min_size: int = 0) -> Table:
+    keys = draw(st.lists(st.sampled_from(SERVICE_KEYS), unique=True, min_size=min_size, max_size=len(SERVICE_KEYS)))
+    table: Table = {}
+    for key in keys:
+        pool = RS6 if "[" in key else RS4
+        rss = draw(st.lists(st.sampled_from(pool), unique=True, max_size=len(pool)))
+        table[key] = (draw(st.sampled_from(SVC_ATTRS)), {rs: draw(DEST_ATTRS) for rs in rss})
+    return table
+
+
+def render(table: Table, comments: bool = False) -> str:
+    out = ["# rules"] if comments else []
+    for key, (attrs, dests) in table.items():
+        out.append(f"-A {key} {attrs}")
+        out += [f"-a {key} -r {rs} {a}" for rs, a in dests.items()]
+        if comments:
+            out.append("")
+    return "".join(f"{line}\n" for line in out)
+
+
+def as_set(table: Table) -> set[str]:
+    return set(lines(render(table)))
+
+
+def ipvsadm(table: Table, commands: list[str]) -> Table:
+    """Apply ipvsadm commands to a copy of TABLE; any command ipvsadm would refuse fails the test."""
+    t = {k: (a, dict(d)) for k, (a, d) in table.items()}
+    for line in commands:
+        w = line.split()
+        op, svc = w[0], f"{w[1]} {w[2]}"
+        if op in ("-A", "-E"):
+            assert (svc in t) == (op == "-E"), f"ipvsadm would refuse {line!r}"
+            t[svc] = (" ".join(w[3:]), t[svc][1] if op == "-E" else {})
+        elif op in ("-a", "-e", "-d"):
+            assert w[3] == "-r" and svc in t, f"ipvsadm would refuse {line!r}"
+            dests = t[svc][1]
+            assert (w[4] in dests) == (op != "-a"), f"ipvsadm would refuse {line!r}"
+            if op == "-d":
+                assert len(w) == 5, line
+                del dests[w[4]]
+            else:
+                dests[w[4]] = " ".join(w[5:])
+        elif op == "-D":
+            assert len(w) == 3 and svc in t, f"ipvsadm would refuse {line!r}"
+            del t[svc]
+        else:
+            raise AssertionError(f"not an ipvsadm command: {line!r}")
+    return t
+
+
+def _weight(attrs: str) -> int:
+    w = attrs.split()
+    return int(w[w.index("-w") + 1])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    desired=tables(min_size=1),
+    live=tables(),
+    recorded=st.sets(st.sampled_from(SERVICE_KEYS)),
+    owned=st.sampled_from([0, 1]),
+    drain=st.sampled_from([0, 1]),
+    comments=st.booleans(),
+)
+def test_plan_property_applying_it_yields_the_desired_table(
+    desired: Table, live: Table, recorded: set[str], owned: int, drain: int, comments: bool
+) -> None:
+    run = plan(render(desired, comments), render(live), "".join(f"{k}\n" for k in sorted(recorded)), owned, drain)
+    assert run.returncode == 0, run.stderr
+    out = lines(run.stdout)
+    tags = [line.split(" ", 1)[0] for line in out]
+    assert tags == sorted(tags, key="AWR".index), "A lines, then W, then R"
+    a_cmds = [line[2:] for line in out if line.startswith("A ")]
+    r_cmds = [line[2:] for line in out if line.startswith("R ")]
+    waits = {line[2:] for line in out if line.startswith("W ")}
+    ops_a = [c.split()[0] for c in a_cmds]
+    ops_r = [c.split()[0] for c in r_cmds]
+    assert ops_a == sorted(ops_a, key=lambda op: op in ("-a", "-e")), "every -A/-E before every -a/-e"
+    assert set(ops_r) <= {"-d", "-D"} and ops_r == sorted(ops_r, key=lambda op: op == "-D"), "every -d before every -D"
+    assert set(ops_a) <= {"-A", "-E", "-a", "-e"}
+
+    kept = {k: v for k, v in live.items() if k not in desired and not owned and k not in recorded}
+    gone = {k for k in live if k not in desired and k not in kept}
+    leaving = {f"{svc} {rs}" for svc, (_, dests) in live.items() for rs in dests if svc in gone or (svc in desired and rs not in desired[svc][1])}
+    assert waits == (leaving if drain else set())
+
+    middle = ipvsadm(live, a_cmds)
+    for w in waits:  # drained to weight 0 before the wait
+        svc, rs = w.rsplit(" ", 1)
+        assert _weight(middle[svc][1][rs]) == 0, w
+    final = ipvsadm(middle, r_cmds)
+    assert as_set(final) == as_set(desired) | as_set(kept)
+    if owned:
+        assert as_set(final) == as_set(desired)
+    again = plan(render(desired), render(final), "".join(f"{k}\n" for k in sorted(recorded)), owned, drain)
+    assert (again.returncode, again.stdout) == (0, ""), "a second run has nothing to do"
+
+
+# --- lvs_ipvs_proc_can_show ----------------------------------------------------------------------------------
+
+
+def test_golden_rules_files_exist() -> None:
+    assert len(GOLDEN_RULES) >= 3, f"no ipvsadm.rules under {CASES}/*/expected/*/etc"
+
+
+@pytest.mark.parametrize("rules", GOLDEN_RULES, ids=lambda p: f"{p.relative_to(CASES).parts[0]}/{p.relative_to(CASES).parts[2]}")
+def test_proc_can_show_the_golden_rules(rules: Path) -> None:
+    assert rules.read_text().strip(), rules
+    assert bash('lvs_ipvs_proc_can_show "$1"', rules).returncode == 0
+
+
+def test_proc_can_show_what_it_reproduced() -> None:
+    assert bash('lvs_ipvs_proc_can_show "$1"', SAVED_MIXED).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        pytest.param("-A -u 10.0.0.9:53 -s rr -o", True, id="ops-ipv4"),
+        pytest.param("-A -t 10.0.0.9:443 -s lc -p 600 -M 255.255.0.0", True, id="persistence-mask"),
+        pytest.param("-A -f 7 -s rr -p 300 -o", True, id="fwmark"),
+        pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -i -w 1 --tun-type ipip", True, id="tun-ipip"),
+        pytest.param("-A -t 10.0.0.9:80 -s sh -b sh-port", False, id="sched-flags"),
+        pytest.param("-A -u 10.0.0.9:5060 -s rr -p 60 --pe sip", False, id="pe"),
+        pytest.param("-A -u [2001:db8::1]:53 -s rr -o", False, id="ops-ipv6"),
+        pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -i -w 1 --tun-type gue --tun-port 6080", False, id="tun-gue"),
+        pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -g -w 1 -x 100 -y 50", False, id="thresholds"),
+        pytest.param("-A -f 7 -6 -s rr", False, id="fwmark-ipv6"),
+    ],
+)
+def test_proc_can_show(tmp_path: Path, line: str, shown: bool) -> None:
+    rules = tmp_path / "ipvsadm rules"
+    rules.write_text(DESIRED + line + "\n" + f"-a {UDP} -r 10.0.1.2:53 -g -w 1\n")  # not the first line, nor the last
+    assert bash('lvs_ipvs_proc_can_show "$1"', rules).returncode == (0 if shown else 1)
+
+
+# --- lvs_learn_hz and lvs_kernel_hz ----------------------------------------------------------------------------
+
+
+def test_learn_hz_from_the_recorded_table_and_read_it_back(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run dir" / "lvsgen"  # made by lvs_learn_hz
+    run = bash('lvs_learn_hz "$1"', SAVED_MIXED, LVSGEN_RUN=run_dir, LVSGEN_PROC_IPVS=PROC_MIXED)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    assert (run_dir / "hz").read_text() == "250\n"
+    run = bash('hz=$(lvs_kernel_hz); printf "<%s>" "$hz"', LVSGEN_RUN=run_dir)
+    assert run.stdout == "<250>"
+
+
+@pytest.mark.parametrize("hz", [100, 250, 300, 1000])
+def test_learn_hz_of_each_kernel_hz(tmp_path: Path, hz: int) -> None:
+    (tmp_path / "proc").write_text(PROC_HEADER + proc_service("TCP", "192.0.2.1", 443, "lc", persistent=(600 * hz, v4mask("255.255.255.255"))))
+    (tmp_path / "saved").write_text("-A -t 192.0.2.1:443 -s lc -p 600\n")
+    run = bash('lvs_learn_hz "$1"', tmp_path / "saved", LVSGEN_RUN=tmp_path / "run", LVSGEN_PROC_IPVS=tmp_path / "proc")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "run" / "hz").read_text() == f"{hz}\n"
+
+
+def test_learn_hz_writes_nothing_in_a_dry_run_or_without_persistence(tmp_path: Path) -> None:
+    run = bash('LVS_DRY_RUN=1; lvs_learn_hz "$1"', SAVED_MIXED, LVSGEN_RUN=tmp_path / "run", LVSGEN_PROC_IPVS=PROC_MIXED)
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "saved").write_text(DESIRED)
+    run = bash('lvs_learn_hz "$1"', tmp_path / "saved", LVSGEN_RUN=tmp_path / "run", LVSGEN_PROC_IPVS=PROC_MIXED)
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_learn_hz_pairs_each_timeout_with_its_own_service(tmp_path: Path) -> None:
+    learned = {}
+    # Two services, -p 60 and -p 240, at HZ=250; /proc lists the 240 s one first. Which service awk
+    # picks from the saved table depends on its hash order: try both names and both orders.
+    for swap in (False, True):
+        for saved_order in (1, -1):
+            a60, a240 = ("10.0.0.2", "10.0.0.1") if swap else ("10.0.0.1", "10.0.0.2")
+            (tmp_path / "proc").write_text(
+                PROC_HEADER
+                + proc_service("TCP", a240, 80, persistent=(240 * 250, v4mask("255.255.255.255")))
+                + proc_service("TCP", a60, 80, persistent=(60 * 250, v4mask("255.255.255.255")))
+            )
+            (tmp_path / "saved").write_text("".join([f"-A -t {a60}:80 -s rr -p 60\n", f"-A -t {a240}:80 -s rr -p 240\n"][::saved_order]))
+            run_dir = tmp_path / f"run {swap} {saved_order}"
+            bash('lvs_learn_hz "$1"', tmp_path / "saved", LVSGEN_RUN=run_dir, LVSGEN_PROC_IPVS=tmp_path / "proc")
+            learned[(swap, saved_order)] = (run_dir / "hz").read_text().strip()
+    assert set(learned.values()) == {"250"}, learned
+
+
+# --- the record ---------------------------------------------------------------------------------------------------
+
+DUMP_REC = "for k in \"${!LVS_REC[@]}\"; do printf '%s\\0%s\\0' \"$k\" \"${LVS_REC[$k]}\"; done"
+
+
+def rec_map(stdout: str) -> dict[str, str]:
+    parts = stdout.split("\0")
+    assert parts[-1] == "" and len(parts) % 2 == 1, stdout
+    return dict(zip(parts[0:-1:2], parts[1:-1:2]))
+
+
+@pytest.fixture()
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state dir" / "lvsgen"  # does not exist yet
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("file\t/etc/sysctl.d/90-lvsgen.conf", "file\t/etc/sysctl.d/90-lvsgen.conf"),
+        ("addr\t192.0.2.10/32\tlo", "addr\t192.0.2.10/32\tlo"),
+        ("addr\t2001:db8::10/128\tlvs0", "addr\t2001:db8::10/128\tlvs0"),
+        ("dummy\tlvs0", "dummy\tlvs0"),
+        ("route\t-4\t192.0.2.1\teth0\tdefault via 192.0.2.254 dev eth0 proto static", "route\t-4"),
+        ("route\t-6\tfe80::1\teth0\t", "route\t-6"),
+        ("sysctl\tnet.ipv4.conf.all.arp_ignore\t0\t1", "sysctl\tnet.ipv4.conf.all.arp_ignore"),
+        ("ipvs\t-t 192.0.2.10:80", "ipvs\t-t 192.0.2.10:80"),
+        ("link\t/etc/systemd/system/multi-user.target.wants/lvsgen.service", "link\t/etc/systemd/system/multi-user.target.wants/lvsgen.service"),
+    ],
+)
+def test_record_key(line: str, key: str) -> None:
+    run = bash('lvs_record_key "$1"; printf "%s" "$LVS_KEY"', line)
+    assert run.stdout == key
+
+
+def test_record_add_is_on_disk_at_once(state: Path) -> None:
+    """A run that dies before lvs_record_save still knows what it added."""
+    run = bash(
+        'lvs_record_add addr 192.0.2.10/32 lo; cat -- "$LVSGEN_STATE/record"; echo ---;'
+        ' lvs_record_add route -4 192.0.2.1 eth0 ""; lvs_record_add addr 192.0.2.10/32 lo; exit 7',
+        LVSGEN_STATE=state,
+    )
+    assert run.returncode == 7, run.stderr
+    assert run.stdout == RECORD_HEADER + "addr\t192.0.2.10/32\tlo\n---\n"
+    assert (state / "record").read_text() == RECORD_HEADER + "addr\t192.0.2.10/32\tlo\nroute\t-4\t192.0.2.1\teth0\t\n"
+
+
+def test_record_add_appends_a_known_line_once(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "record").write_text(RECORD_HEADER + "dummy\tlvs0\n")
+    run = bash("lvs_record_load; lvs_record_add dummy lvs0; lvs_record_add dummy lvs1; lvs_record_add dummy lvs1", LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    assert (state / "record").read_text() == RECORD_HEADER + "dummy\tlvs0\ndummy\tlvs1\n"
+
+
+RECORD_FILE = (
+    RECORD_HEADER
+    + "sysctl\tnet.ipv4.ip_forward\t0\t1\n"
+    + "\n"
+    + "addr\t192.0.2.10/32\tlo\n"
+    + "addr\t192.0.2.10/32\tlvs0\n"  # the same address on another device: another thing
+    + "addr\t192.0.2.10/32\tlo\n"
+    + "# a comment\n"
+    + "route\t-4\t192.0.2.1\teth0\t\n"
+    + "route\t-4\t192.0.2.2\teth0\tdefault via 192.0.2.1 dev eth0\n"  # same key: the last line wins
+    + "sysctl\tnet.ipv4.ip_forward\t1\t0\n"
+    + "ipvs\t-t 192.0.2.10:80\n"
+    + "file\t/etc/lvsgen/ipvsadm.rules\n"
+)
+RECORD_LOADED = {
+    "addr\t192.0.2.10/32\tlo": "addr\t192.0.2.10/32\tlo",
+    "addr\t192.0.2.10/32\tlvs0": "addr\t192.0.2.10/32\tlvs0",
+    "route\t-4": "route\t-4\t192.0.2.2\teth0\tdefault via 192.0.2.1 dev eth0",
+    "sysctl\tnet.ipv4.ip_forward": "sysctl\tnet.ipv4.ip_forward\t1\t0",
+    "ipvs\t-t 192.0.2.10:80": "ipvs\t-t 192.0.2.10:80",
+    "file\t/etc/lvsgen/ipvsadm.rules": "file\t/etc/lvsgen/ipvsadm.rules",
+}
+
+
+def test_record_load_keeps_one_line_per_key(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "record").write_text(RECORD_FILE)
+    run = bash("lvs_record_load; " + DUMP_REC, LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    assert rec_map(run.stdout) == RECORD_LOADED
+
+
+def test_record_load_without_a_record_is_empty(state: Path) -> None:
+    run = bash("LVS_REC[x]=y; lvs_record_load; " + DUMP_REC, LVSGEN_STATE=state)
+    assert (run.returncode, run.stdout) == (0, "")
+    assert not state.exists()
+
+
+def test_record_save_writes_a_header_and_sorted_lines(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "record").write_text(RECORD_FILE)
+    run = bash("lvs_record_load; lvs_record_drop \"$1\"; lvs_record_add dummy lvs0; lvs_record_save", "ipvs\t-t 192.0.2.10:80", LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    kept = {k: v for k, v in RECORD_LOADED.items() if not k.startswith("ipvs")} | {"dummy\tlvs0": "dummy\tlvs0"}
+    assert (state / "record").read_text() == RECORD_HEADER + "".join(f"{line}\n" for line in sorted(kept.values()))
+    assert sorted(p.name for p in state.iterdir()) == ["record"], "no temporary file left behind"
+    run = bash("lvs_record_load; " + DUMP_REC, LVSGEN_STATE=state)
+    assert rec_map(run.stdout) == kept, "what save wrote loads back the same"
+
+
+def test_record_save_of_nothing_writes_nothing(state: Path) -> None:
+    """Nothing dropped: nothing to rewrite (a run that changes nothing writes no file)."""
+    run = bash("lvs_record_save", LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    assert not (state / "record").exists()
+    run = bash("LVS_REC_DIRTY=1; lvs_record_save", LVSGEN_STATE=state)
+    assert (state / "record").read_text() == RECORD_HEADER
+
+
+def test_record_dry_run_writes_nothing(state: Path, tmp_path: Path) -> None:
+    run = bash("LVS_DRY_RUN=1; lvs_record_add dummy lvs0; lvs_record_save", LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "state dir").exists()
+    state.mkdir(parents=True)
+    (state / "record").write_text(RECORD_FILE)
+    run = bash("LVS_DRY_RUN=1; lvs_record_load; lvs_record_add dummy lvs0; lvs_record_drop \"$1\"; lvs_record_save", "route\t-4", LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    assert (state / "record").read_text() == RECORD_FILE
+    assert sorted(p.name for p in state.iterdir()) == ["record"]
+
+
+def test_record_load_keeps_a_last_line_without_newline(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "record").write_text(RECORD_HEADER + "dummy\tlvs0\naddr\t192.0.2.10/32\tlo")
+    run = bash("lvs_record_load; " + DUMP_REC, LVSGEN_STATE=state)
+    assert rec_map(run.stdout) == {"dummy\tlvs0": "dummy\tlvs0", "addr\t192.0.2.10/32\tlo": "addr\t192.0.2.10/32\tlo"}
+
+
+# --- lvs_sysctl_path ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "path"),
+    [
+        ("net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward"),
+        ("net.ipv4.vs.conntrack", "/proc/sys/net/ipv4/vs/conntrack"),
+        ("net.ipv4.conf.all.arp_announce", "/proc/sys/net/ipv4/conf/all/arp_announce"),
+        ("net.ipv4.conf.lvs-nat.rp_filter", "/proc/sys/net/ipv4/conf/lvs-nat/rp_filter"),
+        ("net/ipv4/conf/eth0.100/arp_ignore", "/proc/sys/net/ipv4/conf/eth0.100/arp_ignore"),
+        ("net/ipv4/conf/all/arp_ignore", "/proc/sys/net/ipv4/conf/all/arp_ignore"),
+    ],
+)
+def test_sysctl_path(key: str, path: str) -> None:
+    run = bash('LVS_PATH=stale; lvs_sysctl_path "$1"; printf "%s" "$LVS_PATH"', key)
+    assert run.stdout == path
+
+
+@pytest.mark.parametrize("interface", ["eth0", "eth0.100", "bond0.42", "tunl0", "enp1s0f1"])
+def test_sysctl_path_of_the_keys_lvsgen_writes(interface: str) -> None:
+    """lvsgen.plan.sysctl_key picks the '/' form for a name with a dot; the library must read both."""
+    from lvsgen.plan import sysctl_key
+
+    key = sysctl_key("net", "ipv4", "conf", interface, "arp_ignore")
+    run = bash('lvs_sysctl_path "$1"; printf "%s" "$LVS_PATH"', key)
+    assert run.stdout == f"/proc/sys/net/ipv4/conf/{interface}/arp_ignore"
