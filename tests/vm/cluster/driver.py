@@ -42,10 +42,15 @@ def nsx(ns, args, **kw):
 
 
 def host_args(host, args):
-    """args run as `host`: its netns, its /etc, its hostname."""
-    script = 'mount --bind "$1" /etc && hostname "$2" && shift 2 && exec "$@"'
-    return ["ip", "netns", "exec", host["name"], "unshare", "-m", "-u", "sh", "-c", script, "sh",
-            f"{VM}/etc/{host['name']}", host["hostname"], *args]
+    """args run as `host`: its netns, its /etc, its lvsgen state (/var/lib/lvsgen and
+    /run/lvsgen), its hostname."""
+    name = host["name"]
+    for d in (f"{VM}/state/{name}", f"{VM}/run/{name}", "/var/lib/lvsgen", "/run/lvsgen"):
+        os.makedirs(d, exist_ok=True)
+    script = ('mount --bind "$1" /etc && mount --bind "$2" /var/lib/lvsgen && mount --bind "$3" /run/lvsgen'
+              ' && hostname "$4" && shift 4 && exec "$@"')
+    return ["ip", "netns", "exec", name, "unshare", "-m", "-u", "sh", "-c", script, "sh",
+            f"{VM}/etc/{name}", f"{VM}/state/{name}", f"{VM}/run/{name}", host["hostname"], *args]
 
 
 def in_host(host, args, **kw):
@@ -85,6 +90,8 @@ def teardown():
             run(["kill", "-9", pid], check=False)
     time.sleep(0.3)
     run(["ip", "-all", "netns", "delete"], check=False)
+    shutil.rmtree(f"{VM}/state", ignore_errors=True)
+    shutil.rmtree(f"{VM}/run", ignore_errors=True)
     for i in range(len(TOPO["networks"])):
         run(["ip", "link", "del", f"br{i}"], check=False)
 
@@ -96,6 +103,8 @@ def run_setups(tree, label):
         p = in_host(host, ["bash", f"{T}/{tree}/{host['name']}/setup.sh"], check=False)
         out[host["name"]] = {"rc": p.returncode, "output": p.stdout + p.stderr}
         log(label, host["name"], "rc", p.returncode)
+        if p.returncode != 0:
+            log(p.stdout[-1500:] + p.stderr[-1500:])
     return out
 
 
@@ -191,8 +200,9 @@ echo '## links'; ip -o link show | sed 's/ link\/.*//'
 echo '## routes'; ip route show table all; ip -6 route show table all
 echo '## sysctls'; sysctl -a 2>/dev/null | grep -E '^net\.ipv4\.(conf\.|vs\.|ip_forward)|^net\.ipv6\.conf\.all\.forwarding' | grep -vE '\.(stable_secret|mc_forwarding)'
 echo '## ipvs'; if command -v ipvsadm >/dev/null; then ipvsadm -S -n 2>/dev/null; fi
-echo '## files'; find /etc/sysctl.d /etc/systemd/network /etc/modules-load.d /etc/ipvsadm.rules -type f 2>/dev/null | sort | xargs -r sha256sum
-echo '## modes'; find /etc/sysctl.d /etc/systemd/network /etc/modules-load.d /etc/ipvsadm.rules -type f 2>/dev/null | sort | xargs -r stat -c '%a %n'
+echo '## files'; find /etc/sysctl.d /etc/systemd/network /etc/systemd/system /etc/modules-load.d /etc/lvsgen /var/lib/lvsgen -type f 2>/dev/null | sort | xargs -r sha256sum
+echo '## modes'; find /etc/sysctl.d /etc/systemd/network /etc/systemd/system /etc/modules-load.d /etc/lvsgen /var/lib/lvsgen -type f 2>/dev/null | sort | xargs -r stat -c '%a %n'
+echo '## links'; find /etc/systemd/system -type l -printf '%p -> %l\n' 2>/dev/null | sort
 """
 
 
@@ -216,10 +226,20 @@ def wait_for_addresses(timeout=60):
     return missing
 
 
+def boot_unit_command(etc):
+    """ExecStart of the generated boot unit, if the host has one (directors)."""
+    try:
+        text = open(f"{etc}/systemd/system/lvsgen.service").read()
+    except FileNotFoundError:
+        return None
+    return re.search(r"^ExecStart=(.+)$", text, re.M)[1].split()
+
+
 def start_networkd(tree):
-    """Install each host's generated etc/ into its /etc and start systemd-sysctl and
-    systemd-networkd there, as a boot would; then load each director's rules file the way a
-    boot-time ipvsadm restore would."""
+    """A boot from the generated files alone: each host's etc/ is installed in its /etc and its
+    folder where cloud-init puts it (/var/lib/lvsgen/host); then, in the order the units give,
+    systemd-sysctl, the boot unit's ExecStart (directors: the IPVS table), and
+    systemd-networkd, which brings up the addresses. No step is done by hand."""
     procs = []
     script = r"""
         set -u
@@ -229,25 +249,45 @@ def start_networkd(tree):
           if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
         done
         /lib/systemd/systemd-sysctl || echo "systemd-sysctl failed: $?"
+        if [ "$#" -gt 0 ]; then
+          "$@" > /run/lvsgen/boot-unit.log 2>&1
+          echo "$?" > /run/lvsgen/boot-unit.rc
+        fi
         exec env SYSTEMD_LOG_LEVEL=info SYSTEMD_LOG_TARGET=console /lib/systemd/systemd-networkd
     """
     for host in TOPO["hosts"]:
+        name = host["name"]
         # The host's own networkd file, where the cluster file says it has one (network_file).
-        for name, text in host.get("own_units", {}).items():
-            with open(f"{VM}/etc/{host['name']}/systemd/network/{name}", "w") as fh:
+        for unit, text in host.get("own_units", {}).items():
+            with open(f"{VM}/etc/{name}/systemd/network/{unit}", "w") as fh:
                 fh.write(text)
-        run(["cp", "-a", f"{T}/{tree}/{host['name']}/etc/.", f"{VM}/etc/{host['name']}/"])
-        log_file = open(f"{VM}/networkd-{host['name']}.log", "w")
-        procs.append(subprocess.Popen(host_args(host, ["sh", "-c", script]), stdout=log_file, stderr=subprocess.STDOUT))
+        run(["cp", "-a", f"{T}/{tree}/{name}/etc/.", f"{VM}/etc/{name}/"])
+        os.makedirs(f"{VM}/state/{name}", exist_ok=True)
+        # What cloud-init's write_files puts there: the host folder without cloud-init.yaml
+        # itself and the build's manifest.
+        run(["cp", "-a", f"{T}/{tree}/{name}/.", f"{VM}/state/{name}/host/"])
+        for extra in ("cloud-init.yaml", ".lvsgen-manifest"):
+            os.remove(f"{VM}/state/{name}/host/{extra}")
+        log_file = open(f"{VM}/networkd-{name}.log", "w")
+        command = boot_unit_command(f"{VM}/etc/{name}") or []
+        if command:  # enabled, as the first setup.sh run (or 'systemctl enable') left it
+            wants = f"{VM}/etc/{name}/systemd/system/multi-user.target.wants"
+            os.makedirs(wants, exist_ok=True)
+            os.symlink("/etc/systemd/system/lvsgen.service", f"{wants}/lvsgen.service")
+        procs.append(subprocess.Popen(host_args(host, ["sh", "-c", script, "sh", *command]), stdout=log_file, stderr=subprocess.STDOUT))
     missing = wait_for_addresses()
-    restores = {}
+    boot = {}
     for host in TOPO["hosts"]:
         if host["role"] == "director":
-            with open(f"{VM}/etc/{host['name']}/ipvsadm.rules") as rules:
-                p = run(host_args(host, ["ipvsadm-restore"]), stdin=rules, check=False)
-            restores[host["name"]] = p.returncode
+            rc_file = f"{VM}/run/{host['name']}/boot-unit.rc"
+            deadline = time.time() + 120
+            while not os.path.exists(rc_file) and time.time() < deadline:
+                time.sleep(0.2)
+            rc = open(rc_file).read().strip() if os.path.exists(rc_file) else "none"
+            out = open(f"{VM}/run/{host['name']}/boot-unit.log").read() if os.path.exists(f"{VM}/run/{host['name']}/boot-unit.log") else ""
+            boot[host["name"]] = {"rc": rc, "output": out}
     logs = {h["name"]: open(f"{VM}/networkd-{h['name']}.log").read() for h in TOPO["hosts"]}
-    return procs, {"missing": missing, "restore_rc": restores, "logs": logs}
+    return procs, {"missing": missing, "boot_unit": boot, "logs": logs}
 
 
 def phase_setup():

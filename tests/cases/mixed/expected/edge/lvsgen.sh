@@ -35,6 +35,7 @@ LVS_FORCE=0
 LVS_BOOT=0
 LVS_DRAIN=1
 LVS_CHANGES=0
+LVS_UNITS_CHANGED=0
 LVS_TMP=
 
 lvs_say() { printf 'lvsgen[%s]: %s\n' "${LVS_HOST:-?}" "$*"; }
@@ -231,6 +232,7 @@ lvs_sync_files() {
     fi
     lvs_run install -D -m "${modes[i]}" -- "${srcs[i]}" "${dests[i]}.lvsgen-new"
     lvs_run mv -f -- "${dests[i]}.lvsgen-new" "${dests[i]}"
+    if [[ ${dests[i]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
   done
 }
 
@@ -287,12 +289,18 @@ lvs_enable_unit() {
   local link=$wants/$name
   if [[ $(readlink -- "$link" 2>/dev/null) != "/$LVS_UNIT" ]]; then
     lvs_run mkdir -p -- "$wants"
-    lvs_run ln -sfn -- "/$LVS_UNIT" "$link"
     lvs_record_add link "$link"
-    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-      lvs_run systemctl daemon-reload
-    fi
+    lvs_run ln -sfn -- "/$LVS_UNIT" "$link"
+    LVS_UNITS_CHANGED=1
   fi
+}
+
+# A running systemd learns of a unit that was added, changed or removed.
+lvs_systemd_reload() {
+  ((LVS_UNITS_CHANGED)) || return 0
+  [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null || return 0
+  lvs_step boot-unit
+  lvs_run systemctl daemon-reload
 }
 
 # --- kernel modules and sysctls ---------------------------------------------------------------------
@@ -453,7 +461,10 @@ lvs_remove_stale() {
           fi
           ;;
         link | file)
-          [[ -e ${fields[1]} || -L ${fields[1]} ]] && lvs_run rm -f -- "${fields[1]}"
+          if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
+            lvs_run rm -f -- "${fields[1]}"
+            if [[ ${fields[1]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
+          fi
           ;;
       esac
       ((LVS_DRY_RUN)) || lvs_record_drop "$key"
@@ -797,6 +808,7 @@ lvsgen_main() {
     lvs_routes
     lvs_ipvs
     lvs_remove_stale
+    lvs_systemd_reload
     lvs_copy
   fi
   lvs_step finish
