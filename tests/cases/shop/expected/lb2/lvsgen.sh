@@ -36,7 +36,6 @@ LVS_BOOT=0
 LVS_DRAIN=1
 LVS_CHANGES=0
 LVS_UNITS_CHANGED=0
-LVS_TMP=
 
 lvs_say() { printf 'lvsgen[%s]: %s\n' "${LVS_HOST:-?}" "$*"; }
 lvs_die() {
@@ -158,7 +157,7 @@ lvs_preflight() {
   local -a problems=()
   ((EUID == 0)) || problems+=("run as root: setup.sh changes addresses, sysctls and the IPVS table")
   local tool
-  for tool in "ip iproute2" "modprobe kmod" "flock util-linux" "awk mawk or gawk" "cmp diffutils"; do
+  for tool in "ip iproute2" "modprobe kmod" "flock util-linux" "awk mawk or gawk" "stat coreutils"; do
     command -v "${tool%% *}" >/dev/null || problems+=("'${tool%% *}' not found: install ${tool#* }")
   done
   if [[ -n $LVS_RULES ]]; then
@@ -191,7 +190,7 @@ lvs_preflight() {
     done
     exit 1
   fi
-  mkdir -p -- "$LVSGEN_RUN"
+  [[ -d $LVSGEN_RUN ]] || mkdir -p -- "$LVSGEN_RUN"
   exec 9>"$LVSGEN_RUN/setup.lock"
   flock -n 9 || lvs_die "another setup.sh is running on this host"
 }
@@ -206,52 +205,79 @@ lvs_in() { # NEEDLE ITEM...: is NEEDLE one of the items?
 }
 
 # --- files ----------------------------------------------------------------------------------------
-# lvs_sync_files SRC DEST MODE [SRC DEST MODE ...]: install each SRC as DEST unless DEST
-# already has its bytes and mode. One md5sum and one stat for all of them.
-lvs_sync_files() {
-  (($# > 0)) || return 0
-  local -A sum=() mode=()
-  local -a srcs=() dests=() modes=()
-  local h m name i
-  while (($# >= 3)); do
-    srcs+=("$1") dests+=("$2") modes+=("$3")
-    shift 3
+umask 022
+declare -A LVS_MODE=() # path -> mode (as stat prints it) of the files lvs_stat_files read
+
+lvs_stat_files() { # PATH...: one stat for all of them (those that exist)
+  local -a present=()
+  local p m name
+  for p in "$@"; do
+    if [[ -e $p ]]; then present+=("$p"); fi
   done
-  while read -r h name; do
-    [[ -n $name ]] || continue
-    sum[$name]=$h
-  done <<<"$(md5sum -- "${srcs[@]}" "${dests[@]}" 2>/dev/null || true)"
+  ((${#present[@]} > 0)) || return 0
   while read -r m name; do
-    [[ -n $name ]] || continue
-    mode[$name]=$m
-  done <<<"$(stat -c '%a %n' -- "${dests[@]}" 2>/dev/null || true)"
-  for i in "${!srcs[@]}"; do
-    [[ -n ${sum[${srcs[i]}]-} ]] || lvs_die "${srcs[i]} is missing from the host folder: copy the whole folder"
-    if [[ ${sum[${dests[i]}]-} == "${sum[${srcs[i]}]}" && ${mode[${dests[i]}]-} == "${modes[i]#0}" ]]; then
-      continue
+    if [[ -n $name ]]; then LVS_MODE[$name]=$m; fi
+  done <<<"$(stat -c '%a %n' -- "${present[@]}" 2>/dev/null || true)"
+}
+
+# lvs_sync_files SRC DEST MODE [SRC DEST MODE ...]: install each SRC as DEST unless DEST
+# already has its bytes and mode. The bytes are compared in bash; the modes come from one
+# stat for all of them; a file is written next to DEST and renamed over it.
+lvs_sync_files() {
+  local src dest mode want have
+  while (($# >= 3)); do
+    src=$1 dest=$2 mode=$3
+    shift 3
+    [[ -f $src ]] || lvs_die "$src is missing from the host folder: copy the whole folder"
+    IFS= read -r -d '' want <"$src" || true
+    if [[ -f $dest ]]; then
+      IFS= read -r -d '' have <"$dest" || true
+      if [[ $have == "$want" ]]; then
+        [[ ${LVS_MODE[$dest]-} == "${mode#0}" ]] || lvs_run chmod "$mode" -- "$dest"
+        continue
+      fi
     fi
-    lvs_run install -D -m "${modes[i]}" -- "${srcs[i]}" "${dests[i]}.lvsgen-new"
-    lvs_run mv -f -- "${dests[i]}.lvsgen-new" "${dests[i]}"
-    if [[ ${dests[i]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
+    lvs_write_file "$src" "$dest" "$mode" "$want"
   done
 }
 
-# The host's files. Each is recorded before it is written.
+lvs_write_file() { # SRC DEST MODE TEXT: write TEXT to DEST atomically, with MODE
+  local src=$1 dest=$2 mode=$3
+  LVS_CHANGES=$((LVS_CHANGES + 1))
+  if ((LVS_DRY_RUN)); then
+    printf 'lvsgen[%s]: would run: install -D -m %q -- %q %q\n' "$LVS_HOST" "$mode" "$src" "$dest"
+    return 0
+  fi
+  printf 'lvsgen[%s]: + install -D -m %q -- %q %q\n' "$LVS_HOST" "$mode" "$src" "$dest"
+  [[ -d ${dest%/*} ]] || mkdir -p -- "${dest%/*}" || lvs_die "cannot create ${dest%/*}"
+  printf '%s' "$4" >"$dest.lvsgen-new" || lvs_die "cannot write $dest.lvsgen-new"
+  if [[ $mode != 0644 ]]; then
+    chmod "$mode" -- "$dest.lvsgen-new" || lvs_die "cannot chmod $dest.lvsgen-new"
+  fi
+  mv -f -- "$dest.lvsgen-new" "$dest" || lvs_die "cannot rename $dest.lvsgen-new to $dest"
+  if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
+}
+
+# The host's files. Each is recorded before it is written. One stat reads the modes of
+# these and of the boot copy's files (lvs_copy).
 lvs_files() {
   lvs_step files
   local entry src
-  local -a sync=()
+  local -a sync=() paths=()
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
     sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
+    paths+=("/$src" "$LVSGEN_STATE/host/$src")
     lvs_record_add file "/$src"
   done
+  lvs_stat_files "${paths[@]}" "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
   lvs_sync_files "${sync[@]}"
 }
 
-# The copy the boot unit runs: setup.sh, this library and the host's files under the state
-# folder, so that a reboot does not depend on where the user copied the host folder. It is
-# updated last, after everything else succeeded: a failed run leaves the last good copy.
+# The copy of the host folder that the boot unit runs (and that monitoring can run with
+# --dry-run), under the state folder, so that a reboot does not depend on where the user
+# copied the host folder. It is updated last, after everything else succeeded: a failed run
+# leaves the last good copy. cloud-init writes the host folder there directly.
 lvs_copy() {
   lvs_step copy
   local copy=$LVSGEN_STATE/host entry src
@@ -262,21 +288,6 @@ lvs_copy() {
     sync+=("$LVS_HERE/$src" "$copy/$src" "${entry##* }")
   done
   lvs_sync_files "${sync[@]}"
-  lvs_prune_copy
-}
-
-lvs_prune_copy() { # files of an older build in the boot copy that this build no longer has
-  local copy=$LVSGEN_STATE/host old rel
-  [[ -d $copy ]] || return 0
-  local -a found=()
-  mapfile -t found <<<"$(find "$copy" -type f 2>/dev/null)"
-  for old in "${found[@]}"; do
-    [[ -n $old ]] || continue
-    rel=${old#"$copy"/}
-    [[ $rel == setup.sh || $rel == lvsgen.sh ]] && continue
-    lvs_in "$rel" "${LVS_FILES[@]/% */}" && continue
-    lvs_run rm -f -- "$old"
-  done
 }
 
 # The boot unit: installed like any file (lvs_files), then enabled by the symlink that
@@ -287,7 +298,7 @@ lvs_enable_unit() {
   local name=${LVS_UNIT##*/}
   local wants=/etc/systemd/system/multi-user.target.wants
   local link=$wants/$name
-  if [[ $(readlink -- "$link" 2>/dev/null) != "/$LVS_UNIT" ]]; then
+  if ! [[ -L $link && $link -ef /$LVS_UNIT ]]; then
     lvs_run mkdir -p -- "$wants"
     lvs_record_add link "$link"
     lvs_run ln -sfn -- "/$LVS_UNIT" "$link"
@@ -340,17 +351,28 @@ lvs_sysctls() {
 }
 
 # --- devices, addresses, routes ------------------------------------------------------------------------
-# One 'ip -o link' and one 'ip -o addr' read, whatever the number of VIPs.
+# One 'ip -o link' and one 'ip -o addr' read, parsed in bash, whatever the number of VIPs.
 declare -A LVS_LINKS=() # device -> ",FLAG,FLAG,"
 lvs_read_links() {
-  local name flags
+  local line name flags
   LVS_LINKS=()
-  while read -r name flags; do
-    [[ -n $name ]] || continue
-    LVS_LINKS[$name]=$flags
-  done <<<"$(ip -o link show 2>/dev/null | awk -F': ' '{ name = $2; sub(/@.*/, "", name); flags = $3; sub(/>.*/, "", flags); sub(/.*</, "", flags); print name, "," flags "," }')"
+  while IFS= read -r line; do
+    [[ $line == *': '*'<'*'>'* ]] || continue
+    name=${line#*: } name=${name%%:*} name=${name%%@*}
+    flags=${line#*<} flags=${flags%%>*}
+    LVS_LINKS[$name]=,$flags,
+  done <<<"$(ip -o link show 2>/dev/null)"
 }
-lvs_addrs() { ip -o addr show 2>/dev/null | awk '{ print $4, $2 }'; }
+
+LVS_ADDRS= # "\nCIDR DEV\n" for every address on the host
+lvs_read_addrs() {
+  local dev family cidr rest
+  LVS_ADDRS=$'\n'
+  while read -r _ dev family cidr rest; do
+    [[ $family == inet || $family == inet6 ]] || continue
+    LVS_ADDRS+="$cidr $dev"$'\n'
+  done <<<"$(ip -o addr show 2>/dev/null)"
+}
 
 lvs_devices() {
   lvs_step devices
@@ -374,7 +396,7 @@ lvs_addresses() {
   lvs_step addresses
   local -A have=() ip_on=()
   local cidr dev entry nodad
-  LVS_ADDRS=$'\n'$(lvs_addrs)$'\n'
+  lvs_read_addrs
   while read -r cidr dev; do
     have["$cidr $dev"]=1
     ip_on["${cidr%/*} $dev"]=$cidr
@@ -465,6 +487,10 @@ lvs_remove_stale() {
             lvs_run rm -f -- "${fields[1]}"
             if [[ ${fields[1]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
           fi
+          # and its twin in the boot copy
+          if [[ $kind == file && -f $LVSGEN_STATE/host${fields[1]} && ! $LVS_HERE -ef $LVSGEN_STATE/host ]]; then
+            lvs_run rm -f -- "$LVSGEN_STATE/host${fields[1]}"
+          fi
           ;;
       esac
       ((LVS_DRY_RUN)) || lvs_record_drop "$key"
@@ -473,159 +499,237 @@ lvs_remove_stale() {
 }
 
 # --- the IPVS table ---------------------------------------------------------------------------------------
-# Lines are in 'ipvsadm -S -n' form. A service is named by its first two words after -A
-# ("-t 192.0.2.1:80"); a real server by its service and its -r address.
+# Lines are in 'ipvsadm -S -n' form. A service is named by the words after -A up to its
+# options ("-t 192.0.2.1:80", "-f 7 -6"); a real server by its service and its -r address.
 #
-# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN prints the delta, one tagged line each:
+# The awk code below is shared by the functions after it: LVS_AWK_PROC reads
+# /proc/net/ip_vs into 'ipvsadm -S -n' form, LVS_AWK_PLAN computes the delta.
+
+# proc_line(): the current /proc/net/ip_vs line ($0) in 'ipvsadm -S -n' form ("" for the
+# header). With counts, a real-server line ends in its active connection count. Sets
+# proc_err to 3 (a persistent service and no HZ) or 2 (an unknown protocol), and fwm when it
+# meets a firewall-mark service, whose family /proc does not show.
+# /proc does not show: tunnel types (read as ipip, the default), scheduler flags (-b),
+# persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds.
+# showable(): can /proc show everything the current 'ipvsadm -S -n' line ($0) says?
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_PROC='
+function hexval(h,   i, v) { v = 0; h = toupper(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1; return v }
+function v4(h) { return hexval(substr(h, 1, 2)) "." hexval(substr(h, 3, 2)) "." hexval(substr(h, 5, 2)) "." hexval(substr(h, 7, 2)) }
+function v6(full,   g, i, best, bestlen, run, start, out, w) {
+  split(full, g, ":")
+  for (i = 1; i <= 8; i++) w[i] = hexval(g[i])
+  best = 0; bestlen = 0; run = 0
+  for (i = 1; i <= 8; i++) {
+    if (w[i] == 0) { if (run == 0) start = i; run++; if (run > bestlen) { best = start; bestlen = run } }
+    else run = 0
+  }
+  if (bestlen < 2) { best = 0; bestlen = 0 }
+  # glibc inet_ntop: an IPv4-compatible or -mapped address ends in a dotted quad
+  if (best == 1 && (bestlen == 6 || (bestlen == 5 && w[6] == 65535))) {
+    out = (bestlen == 5 ? "::ffff:" : "::")
+    return out int(w[7] / 256) "." (w[7] % 256) "." int(w[8] / 256) "." (w[8] % 256)
+  }
+  out = ""
+  for (i = 1; i <= 8; i++) {
+    if (bestlen && i == best) { out = out "::"; i += bestlen - 1; continue }
+    if (out != "" && substr(out, length(out)) != ":") out = out ":"
+    out = out sprintf("%x", w[i])
+  }
+  return out
+}
+function ap(s,   a, port) {
+  if (substr(s, 1, 1) == "[") { a = substr(s, 2, index(s, "]") - 2); port = substr(s, index(s, "]") + 2); return "[" v6(a) "]:" hexval(port) }
+  return v4(substr(s, 1, 8)) ":" hexval(substr(s, 10, 4))
+}
+function swap32(h) { return substr(h, 7, 2) substr(h, 5, 2) substr(h, 3, 2) substr(h, 1, 2) }
+function proc_line(counts,   fwd, line, proto, flag, v6svc, ops, i, plen) {
+  if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) return ""
+  if ($1 == "->") {
+    fwd = ($3 == "Masq") ? "-m" : ($3 == "Tunnel") ? "-i" : "-g"
+    line = "-a " proc_svc " -r " ap($2) " " fwd " -w " $4 ($3 == "Tunnel" ? " --tun-type ipip" : "")
+    return line (counts == 1 ? " " $5 : "")
+  }
+  proto = $1
+  if (proto == "FWM") { proc_svc = "-f " hexval($2); v6svc = 0; fwm = 1 }
+  else {
+    flag = (proto == "TCP") ? "-t" : (proto == "UDP") ? "-u" : (proto == "SCTP") ? "--sctp-service" : ""
+    if (flag == "") { printf "lvsgen: /proc/net/ip_vs: unknown protocol %s\n", proto > "/dev/stderr"; proc_err = 2; return "" }
+    proc_svc = flag " " ap($2); v6svc = (substr($2, 1, 1) == "[")
+  }
+  line = "-A " proc_svc " -s " $3
+  ops = 0
+  for (i = 4; i <= NF; i++) {
+    if ($i == "ops") ops = 1
+    else if ($i == "persistent") {
+      if (hz <= 0) { proc_err = 3; return "" }
+      line = line " -p " int($(i + 1) / hz)
+      if (v6svc) { plen = hexval(swap32($(i + 2))); if (plen != 128) line = line " -M " plen }
+      else if ($(i + 2) != "FFFFFFFF") line = line " -M " v4($(i + 2))
+      i += 2
+    }
+  }
+  if (ops) line = line " -o"
+  return line
+}
+function showable(   i) {
+  if ($1 == "-A") {
+    if ($2 == "-f") return 0
+    for (i = 4; i <= NF; i++) {
+      if ($i == "-s" || $i == "-p" || $i == "-M") i++
+      else if ($i == "-o" && $3 !~ /^\[/) continue
+      else return 0
+    }
+  } else if ($1 == "-a") {
+    for (i = 6; i <= NF; i++) {
+      if ($i == "-w") i++
+      else if ($i == "-g" || $i == "-m" || $i == "-i") continue
+      else if ($i == "--tun-type" && $(i + 1) == "ipip") i++
+      else return 0
+    }
+  }
+  return 1
+}
+'
+
+# LVS_AWK_PLAN: the delta, from file 1 (DESIRED), file 2 (LIVE, in 'ipvsadm -S -n' form, or
+# /proc/net/ip_vs when fmt is "proc") and file 3 (RECORDED: services lvsgen added, one name
+# a line). Without split, it prints tagged lines:
 #   A <ipvsadm line>   phase 1, one 'ipvsadm -R': add or edit services, then real servers,
 #                      then set the real servers that go to weight 0 (drain)
 #   W <service> <rs>   wait until that real server has no active connection
 #   R <ipvsadm line>   phase 2, one 'ipvsadm -R': delete real servers, then services
-# A service is deleted if it is not described and either OWNED is 1 or its name is a line of
-# RECORDED. A described service is lvsgen's with all of its real servers.
+# With split=DIR it writes them to DIR/plan, the bare lines to DIR/A, DIR/W and DIR/R, what
+# to print to DIR/show (the commands as run, or as they would run with dry=1), and the
+# record of services as it must be before (DIR/services.before) and after (DIR/services.after)
+# the change; it prints the counts "A W R ADDED DELETED".
+# Exit 5: with fmt "proc", DESIRED uses something /proc cannot show; 3 and 4: see proc_line.
+# A service is deleted if it is not described and either owned is 1 or it is in RECORDED.
+# A described service is lvsgen's with all of its real servers.
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_PLAN='
+function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (s == "" ? "" : " ") $i; return s }
+function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, FNR, $0 > "/dev/stderr"; failed = 2; exit 2 }
+function svcname(   i, s) { sname_end = 3; if ($2 == "-f" && $4 == "-6") sname_end = 4; s = $2; for (i = 3; i <= sname_end; i++) s = s " " $i; return s }
+function take(line,   k, r) {
+  # one line of file 1 or 2, in $0, already in ipvsadm -S -n form
+  if ($1 == "-A") {
+    if (NF < 5) bad(file == 1 ? "desired" : "live")
+    k = svcname()
+    if (file == 1) { dsvc[k] = rest(sname_end + 1); dso[++nds] = k } else { lsvc[k] = rest(sname_end + 1); lso[++nls] = k }
+    return
+  }
+  if ($1 == "-a") {
+    k = svcname()
+    if (NF < sname_end + 4 || $(sname_end + 1) != "-r") bad(file == 1 ? "desired" : "live")
+    r = $(sname_end + 2)
+    if (file == 1) { ddst[k SUBSEP r] = rest(sname_end + 3); ddo[++ndd] = k SUBSEP r }
+    else { ldst[k SUBSEP r] = rest(sname_end + 3); ldo[++nld] = k SUBSEP r }
+    return
+  }
+  bad(file == 1 ? "desired" : "live")
+}
+file == 3 { if ($0 != "") rec[$0] = 1; next }
+file == 2 && fmt == "proc" {
+  line = proc_line(0)
+  if (proc_err) { failed = proc_err; exit proc_err }
+  if (line == "") next
+  $0 = line
+  take()
+  next
+}
+/^[ \t]*$/ || /^#/ { next }
+file == 1 && fmt == "proc" && !showable() { failed = 5; exit 5 }
+{ take() }
+function dest(k, attrs,   p) { split(k, p, SUBSEP); return p[1] " -r " p[2] " " attrs }
+function zero(attrs,   a) { a = attrs; if (!sub(/-w [0-9]+/, "-w 0", a)) a = a " -w 0"; return a }
+function weight(attrs) { if (match(attrs, /-w [0-9]+/)) return substr(attrs, RSTART + 3, RLENGTH - 3) + 0; return 1 }
+function out(tag, line) {
+  n[tag]++
+  if (split_dir == "") { print tag " " line; return }
+  print tag " " line > (split_dir "/plan")
+  print line > (split_dir "/" tag)
+  if (tag == "W") show[++nshow] = "lvsgen[" host "]: " (dry ? "would wait" : "waiting") " up to " timeout " s for the active connections of " line " to end"
+  else show[++nshow] = "lvsgen[" host "]: " (dry ? "would run: ipvsadm " : "+ ipvsadm ") line
+}
+END {
+  if (failed) exit failed
+  if (fmt == "proc" && fwm) exit 4
+  for (i = 1; i <= nds; i++) { k = dso[i]
+    if (!(k in lsvc)) { out("A", "-A " k " " dsvc[k]); added[k] = 1 }
+    else if (lsvc[k] != dsvc[k]) out("A", "-E " k " " dsvc[k])
+  }
+  for (i = 1; i <= ndd; i++) { k = ddo[i]
+    if (!(k in ldst)) out("A", "-a " dest(k, ddst[k]))
+    else if (ldst[k] != ddst[k]) out("A", "-e " dest(k, ddst[k]))
+  }
+  for (i = 1; i <= nls; i++) { k = lso[i]
+    if (!(k in dsvc) && (owned == 1 || (k in rec))) gone[k] = 1
+  }
+  for (i = 1; i <= nld; i++) { k = ldo[i]
+    if (k in ddst) continue
+    split(k, p, SUBSEP)
+    if (!(p[1] in dsvc) && !(p[1] in gone)) continue
+    if (drain == 1) {
+      if (weight(ldst[k]) != 0) out("A", "-e " dest(k, zero(ldst[k])))
+      waits[++nw] = p[1] " " p[2]
+    }
+    if (p[1] in dsvc) removes[++nr] = "-d " p[1] " -r " p[2]
+  }
+  for (i = 1; i <= nw; i++) out("W", waits[i])
+  for (i = 1; i <= nr; i++) out("R", removes[i])
+  for (i = 1; i <= nls; i++) if (lso[i] in gone) { out("R", "-D " lso[i]); ndel++ }
+  if (split_dir == "") exit 0
+  for (i = 1; i <= nshow; i++) print show[i] > (split_dir "/show")
+  for (k in rec) { print k > (split_dir "/services.before"); if (!(k in gone)) print k > (split_dir "/services.after") }
+  for (k in added) if (!(k in rec)) { print k > (split_dir "/services.before"); print k > (split_dir "/services.after") }
+  printf "%d %d %d %d %d\n", n["A"], n["W"], n["R"], length(added), ndel + 0
+}
+'
+
+# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR]]: see LVS_AWK_PLAN.
 lvs_ipvs_plan() {
-  LC_ALL=C awk -v owned="$4" -v drain="$5" '
-    function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (s == "" ? "" : " ") $i; return s }
-    function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, FNR, $0 > "/dev/stderr"; failed = 1; exit 2 }
-    file == 3 { if ($0 != "") rec[$0] = 1; next }
-    /^[ \t]*$/ || /^#/ { next }
-    # An IPv6 firewall-mark service is "-f MARK -6": the family is part of its name.
-    ($1 == "-A" || $1 == "-a") && $2 == "-f" && $4 == "-6" { $3 = $3 " -6"; for (i = 4; i < NF; i++) $i = $(i + 1); NF-- }
-    $1 == "-A" {
-      if (NF < 5) bad(file == 1 ? "desired" : "live")
-      k = $2 " " $3
-      if (file == 1) { dsvc[k] = rest(4); dso[++nds] = k } else { lsvc[k] = rest(4); lso[++nls] = k }
-      next
-    }
-    $1 == "-a" {
-      if (NF < 7 || $4 != "-r") bad(file == 1 ? "desired" : "live")
-      k = $2 " " $3 SUBSEP $5
-      if (file == 1) { ddst[k] = rest(6); ddo[++ndd] = k } else { ldst[k] = rest(6); ldo[++nld] = k }
-      next
-    }
-    { bad(file == 1 ? "desired" : "live") }
-    function dest(k, attrs,   p) { split(k, p, SUBSEP); return p[1] " -r " p[2] " " attrs }
-    function zero(attrs,   a) { a = attrs; if (!sub(/-w [0-9]+/, "-w 0", a)) a = a " -w 0"; return a }
-    function weight(attrs,   p) { if (match(attrs, /-w [0-9]+/)) return substr(attrs, RSTART + 3, RLENGTH - 3) + 0; return 1 }
-    END {
-      if (failed) exit 2
-      for (i = 1; i <= nds; i++) { k = dso[i]
-        if (!(k in lsvc)) print "A -A " k " " dsvc[k]
-        else if (lsvc[k] != dsvc[k]) print "A -E " k " " dsvc[k]
-      }
-      for (i = 1; i <= ndd; i++) { k = ddo[i]
-        if (!(k in ldst)) print "A -a " dest(k, ddst[k])
-        else if (ldst[k] != ddst[k]) print "A -e " dest(k, ddst[k])
-      }
-      # services that go away: deleted whole (their real servers with them)
-      for (i = 1; i <= nls; i++) { k = lso[i]
-        if (!(k in dsvc) && (owned == 1 || (k in rec))) gone[k] = 1
-      }
-      # real servers that go away, from described services or from services that go away
-      for (i = 1; i <= nld; i++) { k = ldo[i]
-        if (k in ddst) continue
-        split(k, p, SUBSEP)
-        if (!(p[1] in dsvc) && !(p[1] in gone)) continue
-        if (drain == 1) {
-          if (weight(ldst[k]) != 0) print "A -e " dest(k, zero(ldst[k]))
-          waits[++nw] = "W " p[1] " " p[2]
-        }
-        if (p[1] in dsvc) removes[++nr] = "R -d " p[1] " -r " p[2]
-      }
-      for (i = 1; i <= nw; i++) print waits[i]
-      for (i = 1; i <= nr; i++) print removes[i]
-      for (i = 1; i <= nls; i++) if (lso[i] in gone) print "R -D " lso[i]
-    }
-  ' file=1 "$1" file=2 "$2" file=3 "$3"
+  LC_ALL=C awk -v owned="$4" -v drain="$5" -v fmt="${6:-save}" -v split_dir="${7:-}" -v hz="${LVS_HZ:-0}" \
+    -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" -v timeout="${LVS_DRAIN_TIMEOUT:-0}" \
+    "$LVS_AWK_PROC$LVS_AWK_PLAN" file=1 "$1" file=2 "$2" file=3 "$3"
 }
 
 # lvs_ipvs_proc [HZ] [COUNTS]: /proc/net/ip_vs in 'ipvsadm -S -n' form, read in one pass.
-# Much cheaper than 'ipvsadm -S -n', which asks the kernel once per service. /proc shows
-# persistence timeouts in jiffies, so HZ is needed to read a persistent service; without it,
-# the function fails (status 3) when it meets one. With COUNTS=1 every real-server line
-# ends in its active connection count, for draining.
-# /proc does not show: tunnel types (read as ipip, the default), scheduler flags (-b),
-# persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds, or the
-# family of a firewall-mark service (status 4 when there is one).
+# Status 3: a persistent service and no HZ; 2: an unknown protocol; 4: the lines are all
+# printed, but one is a firewall-mark service, which must be read with ipvsadm -S -n.
 lvs_ipvs_proc() {
-  LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" '
-    function hexval(h,   i, v) { v = 0; h = toupper(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1; return v }
-    function v4(h) { return hexval(substr(h, 1, 2)) "." hexval(substr(h, 3, 2)) "." hexval(substr(h, 5, 2)) "." hexval(substr(h, 7, 2)) }
-    function v6(full,   g, n, i, best, bestlen, run, start, out, w) {
-      n = split(full, g, ":")
-      for (i = 1; i <= 8; i++) w[i] = hexval(g[i])
-      best = 0; bestlen = 0; run = 0
-      for (i = 1; i <= 8; i++) {
-        if (w[i] == 0) { if (run == 0) start = i; run++; if (run > bestlen) { best = start; bestlen = run } }
-        else run = 0
-      }
-      if (bestlen < 2) { best = 0; bestlen = 0 }
-      # glibc inet_ntop: an IPv4-compatible or -mapped address ends in dotted quad
-      if (best == 1 && (bestlen == 6 || (bestlen == 5 && w[6] == 65535))) {
-        out = (bestlen == 5 ? "::ffff:" : "::")
-        return out int(w[7] / 256) "." (w[7] % 256) "." int(w[8] / 256) "." (w[8] % 256)
-      }
-      out = ""
-      for (i = 1; i <= 8; i++) {
-        if (bestlen && i == best) { out = out "::"; i += bestlen - 1; continue }
-        if (out != "" && substr(out, length(out)) != ":") out = out ":"
-        out = out sprintf("%x", w[i])
-      }
-      return out
-    }
-    function ap(s,   a, port) {  # C0000201:0050 or [2001:0db8:...]:0050
-      if (substr(s, 1, 1) == "[") { a = substr(s, 2, index(s, "]") - 2); port = substr(s, index(s, "]") + 2); return "[" v6(a) "]:" hexval(port) }
-      return v4(substr(s, 1, 8)) ":" hexval(substr(s, 10, 4))
-    }
-    function swap32(h) { return substr(h, 7, 2) substr(h, 5, 2) substr(h, 3, 2) substr(h, 1, 2) }
-    NR <= 3 { next }
-    $1 == "->" {
-      fwd = ($3 == "Masq") ? "-m" : ($3 == "Tunnel") ? "-i" : "-g"
-      line = "-a " svc " -r " ap($2) " " fwd " -w " $4 ($3 == "Tunnel" ? " --tun-type ipip" : "")
-      print line (counts == 1 ? " " $5 : "")
-      next
-    }
-    {
-      proto = $1
-      if (proto == "FWM") { svc = "-f " hexval($2); v6svc = 0; fwm = 1 }
-      else {
-        flag = (proto == "TCP") ? "-t" : (proto == "UDP") ? "-u" : (proto == "SCTP") ? "--sctp-service" : ""
-        if (flag == "") { printf "lvsgen: /proc/net/ip_vs: unknown protocol %s\n", proto > "/dev/stderr"; exit 2 }
-        svc = flag " " ap($2); v6svc = (substr($2, 1, 1) == "[")
-      }
-      line = "-A " svc " -s " $3
-      ops = 0; pers = ""
-      for (i = 4; i <= NF; i++) {
-        if ($i == "ops") ops = 1
-        else if ($i == "persistent") {
-          if (hz <= 0) exit 3
-          line = line " -p " int($(i + 1) / hz)
-          if (v6svc) { plen = hexval(swap32($(i + 2))); if (plen != 128) line = line " -M " plen }
-          else if ($(i + 2) != "FFFFFFFF") line = line " -M " v4($(i + 2))
-          i += 2
-        }
-      }
-      if (ops) line = line " -o"
-      print line
-    }
-    # /proc does not show whether a firewall-mark service is IPv4 or IPv6 (-6): the caller
-    # must read such a table with ipvsadm -S -n.
-    END { if (fwm) exit 4 }
+  LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" "$LVS_AWK_PROC"'
+    { line = proc_line(counts); if (proc_err) exit proc_err; if (line != "") print line }
+    END { if (proc_err) exit proc_err; if (fwm) exit 4 }
   ' "$LVSGEN_PROC_IPVS"
 }
 
-# The kernel HZ, which /proc/net/ip_vs needs for persistence timeouts: from the kernel's
-# config if the distribution ships it, else learned once per boot by comparing /proc with
-# 'ipvsadm -S -n' on a persistent service, and kept in $LVSGEN_RUN/hz.
+# lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses?
+lvs_ipvs_proc_can_show() {
+  LC_ALL=C awk "$LVS_AWK_PROC"'{ if (!showable()) exit 1 }' "$1"
+}
+
+# The kernel HZ, which /proc/net/ip_vs needs for persistence timeouts, in LVS_HZ: kept in
+# $LVSGEN_RUN/hz once known; else from the kernel's config if the distribution ships it; else
+# learned by comparing /proc with 'ipvsadm -S -n' on a persistent service (lvs_learn_hz).
+LVS_HZ=
 lvs_kernel_hz() {
-  local hz
+  [[ -n $LVS_HZ ]] && return 0
   if [[ -r $LVSGEN_RUN/hz ]]; then
-    read -r hz <"$LVSGEN_RUN/hz"
-    printf '%s' "$hz"
-    return 0
+    read -r LVS_HZ <"$LVSGEN_RUN/hz" || true
+    [[ -n $LVS_HZ ]] && return 0
   fi
-  hz=$(awk -F= '$1 == "CONFIG_HZ" { print $2 }' "/boot/config-$(uname -r)" 2>/dev/null) || hz=
-  printf '%s' "$hz"
+  local release line
+  read -r release </proc/sys/kernel/osrelease || release=
+  if [[ -r /boot/config-$release ]]; then
+    while IFS= read -r line; do
+      if [[ $line == CONFIG_HZ=* ]]; then LVS_HZ=${line#CONFIG_HZ=}; break; fi
+    done <"/boot/config-$release"
+  fi
+  if [[ -n $LVS_HZ ]] && ! ((LVS_DRY_RUN)); then
+    printf '%s\n' "$LVS_HZ" >"$LVSGEN_RUN/hz"
+  fi
+  return 0
 }
 
 lvs_learn_hz() { # SAVED: from a fresh 'ipvsadm -S -n' and /proc, work out HZ
@@ -637,66 +741,61 @@ lvs_learn_hz() { # SAVED: from a fresh 'ipvsadm -S -n' and /proc, work out HZ
       for (k in t) if ((k in j) && t[k] > 0 && j[k] % t[k] == 0) { hz = j[k] / t[k]
         if (hz == 100 || hz == 250 || hz == 300 || hz == 1000) { print hz; exit } }
     }' file=1 "$1" file=2 - 2>/dev/null) || hz=
-  if [[ -n $hz ]] && ! ((LVS_DRY_RUN)); then
-    mkdir -p -- "$LVSGEN_RUN" && printf '%s\n' "$hz" >"$LVSGEN_RUN/hz"
+  if [[ -n $hz ]]; then
+    LVS_HZ=$hz
+    if ! ((LVS_DRY_RUN)); then
+      [[ -d $LVSGEN_RUN ]] || mkdir -p -- "$LVSGEN_RUN"
+      printf '%s\n' "$hz" >"$LVSGEN_RUN/hz"
+    fi
   fi
 }
 
-# lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses?
-lvs_ipvs_proc_can_show() {
-  LC_ALL=C awk '
-    $1 == "-A" {
-      for (i = 4; i <= NF; i++) {
-        if ($i == "-s" || $i == "-p" || $i == "-M") i++
-        else if ($i == "-o" && $3 !~ /^\[/) continue
-        else exit 1
-      }
-    }
-    $1 == "-a" {
-      for (i = 6; i <= NF; i++) {
-        if ($i == "-w") i++
-        else if ($i == "-g" || $i == "-m" || $i == "-i") continue
-        else if ($i == "--tun-type" && $(i + 1) == "ipip") i++
-        else exit 1
-      }
-    }' "$1"
-}
-
-# lvs_ipvs_live OUT DESIRED: the live table in 'ipvsadm -S -n' form, by the cheapest exact
-# way. /proc/net/ip_vs is used when it can show everything the desired file says; otherwise,
-# or when HZ is not known yet and a persistent service exists, 'ipvsadm -S -n'.
-lvs_ipvs_live() {
-  local out=$1 desired=$2 hz rc=0
-  if [[ ! -e $LVSGEN_PROC_IPVS ]] && ((LVS_DRY_RUN)); then
-    : >"$out" # ip_vs is not loaded: the table is empty (loading it would be a change)
+# lvs_ipvs_diff DESIRED DRAIN DIR: the delta between DESIRED and the live table, split into
+# DIR (see LVS_AWK_PLAN); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
+# same awk process when /proc can show everything DESIRED says, else with 'ipvsadm -S -n'.
+lvs_ipvs_diff() {
+  local desired=$1 drain=$2 dir=$3 rc=0 recorded=$LVSGEN_STATE/ipvs-services
+  [[ -d $dir ]] || mkdir -p -- "$dir"
+  : >"$dir/plan"
+  : >"$dir/A"
+  : >"$dir/W"
+  : >"$dir/R"
+  : >"$dir/show"
+  : >"$dir/services.before"
+  : >"$dir/services.after"
+  [[ -f $recorded ]] || recorded=/dev/null
+  if [[ -r $LVSGEN_PROC_IPVS ]]; then
+    lvs_kernel_hz
+    LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir") || rc=$?
+    ((rc == 0)) && return 0
+    ((rc == 3 || rc == 4 || rc == 5)) || lvs_die "cannot read $desired or the IPVS table (see above)"
+    : >"$dir/plan" # a fallback: start over
+  elif ((LVS_DRY_RUN)); then
+    # ip_vs is not loaded, so the table is empty (loading it would be a change).
+    LVS_COUNTS=$(lvs_ipvs_plan "$desired" /dev/null "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir") ||
+      lvs_die "cannot read $desired (see above)"
     return 0
   fi
-  if [[ -r $LVSGEN_PROC_IPVS ]] && lvs_ipvs_proc_can_show "$desired"; then
-    hz=$(lvs_kernel_hz)
-    lvs_ipvs_proc "$hz" 0 >"$out" || rc=$?
-    ((rc == 0)) && return 0
-  fi
-  ipvsadm -S -n >"$out" || lvs_die "'ipvsadm -S -n' failed: is the ip_vs module loaded?"
-  ((rc == 3)) && lvs_learn_hz "$out"
-  return 0
+  ipvsadm -S -n >"$dir/live" || lvs_die "'ipvsadm -S -n' failed: is the ip_vs module loaded?"
+  ((rc == 3)) && lvs_learn_hz "$dir/live"
+  LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$dir/live" "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir") ||
+    lvs_die "cannot read $desired or the IPVS table (see above)"
 }
 
-# Active connections of the real servers in the W lines of a plan, read from /proc.
-lvs_ipvs_active() { # PLAN: prints the sum of their active connections
-  local hz
-  hz=$(lvs_kernel_hz)
-  [[ -n $hz ]] || hz=100 # timeouts do not matter here, only names and counts
+# Active connections of the real servers in a W file (service and real server a line).
+lvs_ipvs_active() { # WFILE: prints the sum of their active connections
+  lvs_kernel_hz
+  local hz=${LVS_HZ:-100} # timeouts do not matter here, only names and counts
   { lvs_ipvs_proc "$hz" 1 || true; } | LC_ALL=C awk '
-    file == 1 && $1 == "W" { svc = $2; for (i = 3; i < NF; i++) svc = svc " " $i; want[svc SUBSEP $NF] = 1; next }
-    file == 2 && $1 == "-a" { for (i = 3; $i != "-r"; i++) ; svc = $2; for (k = 3; k < i; k++) svc = svc " " $k
-      if ((svc SUBSEP $(i + 1)) in want) sum += $NF }
+    file == 1 { want[$0] = 1; next }
+    $1 == "-a" { for (i = 3; $i != "-r"; i++) ; svc = $2; for (k = 3; k < i; k++) svc = svc " " $k
+      if ((svc " " $(i + 1)) in want) sum += $NF }
     END { print sum + 0 }' file=1 "$1" file=2 -
 }
 
 lvs_ipvs_batch() { # LABEL FILE: one 'ipvsadm -R' for FILE's lines; fails on any error output
   local label=$1 file=$2 err rc=0
   [[ -s $file ]] || return 0
-  awk -v h="$LVS_HOST" '{ print "lvsgen[" h "]: + ipvsadm " $0 }' "$file"
   err=$(ipvsadm -R <"$file" 2>&1) || rc=$?
   # ipvsadm -R goes on after a line fails and reports only the last line's status: any
   # message at all means some line failed. The caller verifies the whole table either way.
@@ -706,70 +805,60 @@ lvs_ipvs_batch() { # LABEL FILE: one 'ipvsadm -R' for FILE's lines; fails on any
   fi
 }
 
+lvs_print_file() { # FILE: print it with builtins
+  local text
+  [[ -s $1 ]] || return 0
+  IFS= read -r -d '' text <"$1" || true
+  printf '%s' "$text"
+}
+
 lvs_ipvs() {
   [[ -n $LVS_RULES ]] || return 0
   lvs_step ipvs
-  local desired=$LVS_HERE/$LVS_RULES t=$LVS_TMP key svc a b
-  local -a recorded=()
-  for key in "${!LVS_REC[@]}"; do
-    [[ $key == ipvs$'\t'* ]] && recorded+=("${key#ipvs$'\t'}")
-  done
-  if ((${#recorded[@]} > 0)); then printf '%s\n' "${recorded[@]}" >"$t/recorded"; else : >"$t/recorded"; fi
-  lvs_ipvs_live "$t/live" "$desired"
-  lvs_ipvs_plan "$desired" "$t/live" "$t/recorded" "$LVS_TABLE_OWNED" "$LVS_DRAIN" >"$t/plan" ||
-    lvs_die "cannot read the IPVS table or $desired (see above)"
-  [[ -s $t/plan ]] || return 0
-  # Split the plan: A (one ipvsadm -R), W (drain), R (one ipvsadm -R).
-  : >"$t/A"
-  : >"$t/W"
-  : >"$t/R"
-  awk -v d="$t" '{ tag = $1; sub(/^[AWR] /, ""); print > (d "/" tag) }' "$t/plan"
-  local n=0 line
-  while IFS= read -r line; do n=$((n + 1)); done <"$t/plan"
-  LVS_CHANGES=$((LVS_CHANGES + n))
-  if ((LVS_DRY_RUN)); then
-    awk -v h="$LVS_HOST" -v s="$LVS_DRAIN_TIMEOUT" '
-      $1 == "A" || $1 == "R" { sub(/^[AR] /, ""); print "lvsgen[" h "]: would run: ipvsadm " $0 }
-      $1 == "W" { print "lvsgen[" h "]: would wait up to " s " s for " $4 " of " $2 " " $3 " to have no active connection" }' "$t/plan"
-    return 0
-  fi
+  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
+  lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
+  local -a c
+  read -r -a c <<<"$LVS_COUNTS"
+  ((c[0] + c[1] + c[2] > 0)) || return 0
+  LVS_CHANGES=$((LVS_CHANGES + c[0] + c[2]))
+  lvs_print_file "$w/show"
+  ((LVS_DRY_RUN)) && return 0
   LVS_IPVS_ERRORS=
   # The services this run adds are recorded before they are added: a run that dies halfway
   # still knows they are lvsgen's.
-  while read -r a b; do
-    [[ -n $a ]] || continue
-    lvs_record_add ipvs "$a $b"
-  done <<<"$(awk '$1 == "-A" { print $2, $3 }' "$t/A")"
-  if lvs_ipvs_batch "add and edit" "$t/A"; then
-    if [[ -s $t/W ]]; then
+  if ((c[3] > 0)); then
+    [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
+    mv -f -- "$w/services.before" "$LVSGEN_STATE/ipvs-services"
+  fi
+  if lvs_ipvs_batch "add and edit" "$w/A"; then
+    if [[ -s $w/W ]]; then
       lvs_step drain
-      lvs_drain "$t/plan"
+      lvs_drain "$w/W"
       lvs_step ipvs
     fi
-    lvs_ipvs_batch "remove" "$t/R" || true
+    lvs_ipvs_batch "remove" "$w/R" || true
   fi
   # Verify: ipvsadm -R reports only its last line, so the whole table must now be what the
   # file says.
-  lvs_ipvs_live "$t/live" "$desired"
-  lvs_ipvs_plan "$desired" "$t/live" "$t/recorded" "$LVS_TABLE_OWNED" 0 >"$t/left" ||
-    lvs_die "cannot read the IPVS table after applying the changes"
-  if [[ -s $t/left || -n $LVS_IPVS_ERRORS ]]; then
-    local msg
+  lvs_ipvs_diff "$desired" 0 "$w/verify"
+  if [[ $LVS_COUNTS != "0 0 0 "* || -n $LVS_IPVS_ERRORS ]]; then
+    local msg left
     msg="the IPVS table does not match $desired after applying it"$'\n'"${LVS_IPVS_ERRORS}"
-    if [[ -s $t/left ]]; then
+    if [[ -s $w/verify/plan ]]; then
+      IFS= read -r -d '' left <"$w/verify/plan" || true
       msg+="still to do (the kernel refused these; fix the cause and run again):"$'\n'
-      msg+=$(sed -e 's/^[AWR] /  ipvsadm /' "$t/left" | head -n 20)
+      left=${left//$'\n'[AR] /$'\n'  ipvsadm }
+      msg+="  ipvsadm ${left#[AR] }"
     fi
     lvs_die "$msg"
   fi
-  # Services that went away leave the record.
-  while read -r svc a b; do
-    [[ $svc == -D ]] && lvs_record_drop "ipvs"$'\t'"$a $b"
-  done <"$t/R"
+  if ((c[4] > 0)); then
+    mv -f -- "$w/services.after" "$LVSGEN_STATE/ipvs-services"
+  fi
   return 0
 }
 
-lvs_drain() { # WAITS: wait until the draining real servers have no active connection
+lvs_drain() { # WFILE: wait until the draining real servers have no active connection
   local waits=$1 active start=$SECONDS
   ((LVS_DRAIN_TIMEOUT > 0)) || return 0
   while :; do
@@ -790,8 +879,6 @@ lvsgen_main() {
   trap 'lvs_die "line $LINENO: command failed: $BASH_COMMAND"' ERR
   lvs_parse_args "$@"
   lvs_preflight
-  LVS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/lvsgen.XXXXXX")
-  trap 'rm -rf -- "$LVS_TMP"' EXIT
   lvs_record_load
   if ((LVS_BOOT)); then
     # Early boot, before the network: the table is loaded before any VIP can answer.

@@ -13,7 +13,10 @@
 #     --boot      what the boot unit runs: modules, sysctls and the IPVS table only
 set -euo pipefail
 
-LVS_HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# The host folder, without a process: every process counts when nothing has to change.
+LVS_HERE=${BASH_SOURCE[0]%/*}
+[[ $LVS_HERE != "${BASH_SOURCE[0]}" ]] || LVS_HERE=.
+[[ $LVS_HERE == /* ]] || LVS_HERE=$PWD/$LVS_HERE
 LVS_HOST='lb2'
 LVS_HOSTNAME='lb2'
 LVS_CLUSTER='shop'
