@@ -224,6 +224,17 @@ lvs_stat_files() { # PATH...: one stat for all of them (those that exist)
 # already has its bytes and mode. The bytes are compared in bash; the modes come from one
 # stat for all of them; a file is written next to DEST and renamed over it.
 lvs_sync_files() {
+  # The folders that are missing, made by one mkdir.
+  local -a dirs=()
+  local i dir
+  for ((i = 2; i <= $#; i += 3)); do
+    dir=${!i}
+    dir=${dir%/*}
+    if [[ ! -d $dir ]] && ! lvs_in "$dir" "${dirs[@]}"; then dirs+=("$dir"); fi
+  done
+  if ((${#dirs[@]} > 0 && !LVS_DRY_RUN)); then
+    mkdir -p -- "${dirs[@]}" || lvs_die "cannot create ${dirs[*]}"
+  fi
   local src dest mode want have
   while (($# >= 3)); do
     src=$1 dest=$2 mode=$3
@@ -354,8 +365,19 @@ lvs_sysctls() {
 # One 'ip -o link' and one 'ip -o addr' read, parsed in bash, whatever the number of VIPs.
 declare -A LVS_LINKS=() # device -> ",FLAG,FLAG,"
 lvs_read_links() {
-  local line name flags
+  local line name flags dev
   LVS_LINKS=()
+  if [[ -r /sys/class/net/lo/flags ]]; then
+    # sysfs, mounted in this network namespace, has each device's flags: no process at all.
+    for dev in "${LVS_UP[@]}" "${LVS_NOARP[@]}" "${LVS_DUMMIES[@]}"; do
+      [[ -r /sys/class/net/$dev/flags ]] || continue
+      read -r flags <"/sys/class/net/$dev/flags" || continue
+      LVS_LINKS[$dev]=,
+      if ((flags & 0x1)); then LVS_LINKS[$dev]+=UP,; fi
+      if ((flags & 0x80)); then LVS_LINKS[$dev]+=NOARP,; fi
+    done
+    return 0
+  fi
   while IFS= read -r line; do
     [[ $line == *': '*'<'*'>'* ]] || continue
     name=${line#*: } name=${name%%:*} name=${name%%@*}
@@ -514,8 +536,11 @@ lvs_remove_stale() {
 # showable(): can /proc show everything the current 'ipvsadm -S -n' line ($0) says?
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_PROC='
-function hexval(h,   i, v) { v = 0; h = toupper(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1; return v }
-function v4(h) { return hexval(substr(h, 1, 2)) "." hexval(substr(h, 3, 2)) "." hexval(substr(h, 5, 2)) "." hexval(substr(h, 7, 2)) }
+# Two hex digits at a time from a table, and every address converted once: /proc has
+# thousands of lines, and awk is slow at the digit-by-digit way.
+function hex_init(   i, d, a, b) { d = "0123456789ABCDEF"; for (i = 0; i < 256; i++) { a = substr(d, int(i / 16) + 1, 1); b = substr(d, i % 16 + 1, 1); HX[a b] = i }; hex_ready = 1 }
+function hexval(h,   i, v) { if (!hex_ready) hex_init(); h = toupper(h); if (length(h) % 2) h = "0" h; v = 0; for (i = 1; i <= length(h); i += 2) v = v * 256 + HX[substr(h, i, 2)]; return v }
+function v4(h) { if (!hex_ready) hex_init(); h = toupper(h); return HX[substr(h, 1, 2)] "." HX[substr(h, 3, 2)] "." HX[substr(h, 5, 2)] "." HX[substr(h, 7, 2)] }
 function v6(full,   g, i, best, bestlen, run, start, out, w) {
   split(full, g, ":")
   for (i = 1; i <= 8; i++) w[i] = hexval(g[i])
@@ -538,9 +563,12 @@ function v6(full,   g, i, best, bestlen, run, start, out, w) {
   }
   return out
 }
-function ap(s,   a, port) {
-  if (substr(s, 1, 1) == "[") { a = substr(s, 2, index(s, "]") - 2); port = substr(s, index(s, "]") + 2); return "[" v6(a) "]:" hexval(port) }
-  return v4(substr(s, 1, 8)) ":" hexval(substr(s, 10, 4))
+function ap(s,   a, port, r) {
+  if (s in AP) return AP[s]
+  if (substr(s, 1, 1) == "[") { a = substr(s, 2, index(s, "]") - 2); port = substr(s, index(s, "]") + 2); r = "[" v6(a) "]:" hexval(port) }
+  else r = v4(substr(s, 1, 8)) ":" hexval(substr(s, 10, 4))
+  AP[s] = r
+  return r
 }
 function swap32(h) { return substr(h, 7, 2) substr(h, 5, 2) substr(h, 3, 2) substr(h, 1, 2) }
 function proc_line(counts,   fwd, line, proto, flag, v6svc, ops, i, plen) {
@@ -572,7 +600,13 @@ function proc_line(counts,   fwd, line, proto, flag, v6svc, ops, i, plen) {
   if (ops) line = line " -o"
   return line
 }
-function showable(   i) {
+function showable(   i, key) {
+  key = $0; if (!sub(/^-a [^ ]+ [^ ]+ -r [^ ]+ /, "", key)) sub(/^-A [^ ]+ [^ ]+ /, "", key)  # the options
+  if (($1 SUBSEP key) in SHOWN) return SHOWN[$1 SUBSEP key]
+  SHOWN[$1 SUBSEP key] = showable_line()
+  return SHOWN[$1 SUBSEP key]
+}
+function showable_line(   i) {
   if ($1 == "-A") {
     if ($2 == "-f") return 0
     for (i = 4; i <= NF; i++) {
@@ -609,14 +643,15 @@ function showable(   i) {
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_PLAN='
 function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (s == "" ? "" : " ") $i; return s }
-function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, FNR, $0 > "/dev/stderr"; failed = 2; exit 2 }
+function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, lineno, $0 > "/dev/stderr"; failed = 2; exit 2 }
 function svcname(   i, s) { sname_end = 3; if ($2 == "-f" && $4 == "-6") sname_end = 4; s = $2; for (i = 3; i <= sname_end; i++) s = s " " $i; return s }
 function take(line,   k, r) {
   # one line of file 1 or 2, in $0, already in ipvsadm -S -n form
   if ($1 == "-A") {
     if (NF < 5) bad(file == 1 ? "desired" : "live")
     k = svcname()
-    if (file == 1) { dsvc[k] = rest(sname_end + 1); dso[++nds] = k } else { lsvc[k] = rest(sname_end + 1); lso[++nls] = k }
+    if (file == 1) { dsvc[k] = rest(sname_end + 1); dso[++nds] = k; if ($0 in LV) same_svc[k] = 1 }
+    else { lsvc[k] = rest(sname_end + 1); lso[++nls] = k }
     return
   }
   if ($1 == "-a") {
@@ -634,13 +669,16 @@ file == 2 && fmt == "proc" {
   line = proc_line(0)
   if (proc_err) { failed = proc_err; exit proc_err }
   if (line == "") next
-  $0 = line
-  take()
+  L2[++n2] = line; N2[n2] = FNR; LV[line] = 1
+  if (line in D) same++
   next
 }
 /^[ \t]*$/ || /^#/ { next }
 file == 1 && fmt == "proc" && !showable() { failed = 5; exit 5 }
-{ take() }
+# Lines are kept as they are; the common case, a table equal to the file, is settled by
+# comparing whole lines, and only a difference pays for reading them field by field.
+file == 1 { if (!($0 in D)) distinct++; D[$0] = 1; L1[++n1] = $0; N1[n1] = FNR; next }
+{ L2[++n2] = $0; N2[n2] = FNR; LV[$0] = 1; if ($0 in D) same++ }
 function dest(k, attrs,   p) { split(k, p, SUBSEP); return p[1] " -r " p[2] " " attrs }
 function zero(attrs,   a) { a = attrs; if (!sub(/-w [0-9]+/, "-w 0", a)) a = a " -w 0"; return a }
 function weight(attrs) { if (match(attrs, /-w [0-9]+/)) return substr(attrs, RSTART + 3, RLENGTH - 3) + 0; return 1 }
@@ -655,7 +693,13 @@ function out(tag, line) {
 END {
   if (failed) exit failed
   if (fmt == "proc" && fwm) exit 4
+  if (!(distinct == n1 && n1 == n2 && same == n2)) {
+    # Only lines that are not in both need reading, and every described service name.
+    for (i = 1; i <= n1; i++) if (!(L1[i] in LV) || substr(L1[i], 1, 3) == "-A ") { file = 1; lineno = N1[i]; $0 = L1[i]; take() }
+    for (i = 1; i <= n2; i++) if (!(L2[i] in D)) { file = 2; lineno = N2[i]; $0 = L2[i]; take() }
+  }
   for (i = 1; i <= nds; i++) { k = dso[i]
+    if (k in same_svc) continue  # the live table has this very line
     if (!(k in lsvc)) { out("A", "-A " k " " dsvc[k]); added[k] = 1 }
     else if (lsvc[k] != dsvc[k]) out("A", "-E " k " " dsvc[k])
   }
