@@ -533,7 +533,9 @@ lvs_remove_stale() {
 # meets a firewall-mark service, whose family /proc does not show.
 # /proc does not show: tunnel types (read as ipip, the default), scheduler flags (-b),
 # persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds.
-# showable(): can /proc show everything the current 'ipvsadm -S -n' line ($0) says?
+# showable(): can /proc show everything the current 'ipvsadm -S -n' line ($0) says? Only
+# lines in the exact form and option order ipvsadm prints qualify; anything else is read
+# with ipvsadm -S -n.
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_PROC='
 # Two hex digits at a time from a table, and every address converted once: /proc has
@@ -600,29 +602,11 @@ function proc_line(counts,   fwd, line, proto, flag, v6svc, ops, i, plen) {
   if (ops) line = line " -o"
   return line
 }
-function showable(   i, key) {
-  key = $0; if (!sub(/^-a [^ ]+ [^ ]+ -r [^ ]+ /, "", key)) sub(/^-A [^ ]+ [^ ]+ /, "", key)  # the options
-  if (($1 SUBSEP key) in SHOWN) return SHOWN[$1 SUBSEP key]
-  SHOWN[$1 SUBSEP key] = showable_line()
-  return SHOWN[$1 SUBSEP key]
-}
-function showable_line(   i) {
-  if ($1 == "-A") {
-    if ($2 == "-f") return 0
-    for (i = 4; i <= NF; i++) {
-      if ($i == "-s" || $i == "-p" || $i == "-M") i++
-      else if ($i == "-o" && $3 !~ /^\[/) continue
-      else return 0
-    }
-  } else if ($1 == "-a") {
-    for (i = 6; i <= NF; i++) {
-      if ($i == "-w") i++
-      else if ($i == "-g" || $i == "-m" || $i == "-i") continue
-      else if ($i == "--tun-type" && $(i + 1) == "ipip") i++
-      else return 0
-    }
-  }
-  return 1
+function showable() {
+  # One match per line, no field splitting: the options in the order ipvsadm -S prints them.
+  if (substr($0, 1, 3) == "-A ")
+    return $0 ~ /^-A (-t|-u|--sctp-service) [^ ]+ -s [^ ]+( -p [0-9]+)?( -M [^ ]+)?( -o)?$/ && !($0 ~ /^-A [^ ]+ \[/ && $0 ~ / -o$/)
+  return $0 ~ /^-a (-t|-u|--sctp-service) [^ ]+ -r [^ ]+ -[gmi] -w [0-9]+( --tun-type ipip)?$/
 }
 '
 
@@ -650,7 +634,7 @@ function take(line,   k, r) {
   if ($1 == "-A") {
     if (NF < 5) bad(file == 1 ? "desired" : "live")
     k = svcname()
-    if (file == 1) { dsvc[k] = rest(sname_end + 1); dso[++nds] = k; if ($0 in LV) same_svc[k] = 1 }
+    if (file == 1) { dsvc[k] = rest(sname_end + 1); dso[++nds] = k }
     else { lsvc[k] = rest(sname_end + 1); lso[++nls] = k }
     return
   }
@@ -677,7 +661,12 @@ file == 2 && fmt == "proc" {
 file == 1 && fmt == "proc" && !showable() { failed = 5; exit 5 }
 # Lines are kept as they are; the common case, a table equal to the file, is settled by
 # comparing whole lines, and only a difference pays for reading them field by field.
-file == 1 { if (!($0 in D)) distinct++; D[$0] = 1; L1[++n1] = $0; N1[n1] = FNR; next }
+file == 1 {
+  if (!($0 in D)) distinct++
+  D[$0] = 1; L1[++n1] = $0; N1[n1] = FNR
+  if (substr($0, 1, 3) == "-A ") DN[svcname()] = 1  # every described service, by name
+  next
+}
 { L2[++n2] = $0; N2[n2] = FNR; LV[$0] = 1; if ($0 in D) same++ }
 function dest(k, attrs,   p) { split(k, p, SUBSEP); return p[1] " -r " p[2] " " attrs }
 function zero(attrs,   a) { a = attrs; if (!sub(/-w [0-9]+/, "-w 0", a)) a = a " -w 0"; return a }
@@ -695,11 +684,10 @@ END {
   if (fmt == "proc" && fwm) exit 4
   if (!(distinct == n1 && n1 == n2 && same == n2)) {
     # Only lines that are not in both need reading, and every described service name.
-    for (i = 1; i <= n1; i++) if (!(L1[i] in LV) || substr(L1[i], 1, 3) == "-A ") { file = 1; lineno = N1[i]; $0 = L1[i]; take() }
+    for (i = 1; i <= n1; i++) if (!(L1[i] in LV)) { file = 1; lineno = N1[i]; $0 = L1[i]; take() }
     for (i = 1; i <= n2; i++) if (!(L2[i] in D)) { file = 2; lineno = N2[i]; $0 = L2[i]; take() }
   }
   for (i = 1; i <= nds; i++) { k = dso[i]
-    if (k in same_svc) continue  # the live table has this very line
     if (!(k in lsvc)) { out("A", "-A " k " " dsvc[k]); added[k] = 1 }
     else if (lsvc[k] != dsvc[k]) out("A", "-E " k " " dsvc[k])
   }
@@ -708,17 +696,17 @@ END {
     else if (ldst[k] != ddst[k]) out("A", "-e " dest(k, ddst[k]))
   }
   for (i = 1; i <= nls; i++) { k = lso[i]
-    if (!(k in dsvc) && (owned == 1 || (k in rec))) gone[k] = 1
+    if (!(k in DN) && (owned == 1 || (k in rec))) gone[k] = 1
   }
   for (i = 1; i <= nld; i++) { k = ldo[i]
     if (k in ddst) continue
     split(k, p, SUBSEP)
-    if (!(p[1] in dsvc) && !(p[1] in gone)) continue
+    if (!(p[1] in DN) && !(p[1] in gone)) continue
     if (drain == 1) {
       if (weight(ldst[k]) != 0) out("A", "-e " dest(k, zero(ldst[k])))
       waits[++nw] = p[1] " " p[2]
     }
-    if (p[1] in dsvc) removes[++nr] = "-d " p[1] " -r " p[2]
+    if (p[1] in DN) removes[++nr] = "-d " p[1] " -r " p[2]
   }
   for (i = 1; i <= nw; i++) out("W", waits[i])
   for (i = 1; i <= nr; i++) out("R", removes[i])
@@ -750,7 +738,7 @@ lvs_ipvs_proc() {
 
 # lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses?
 lvs_ipvs_proc_can_show() {
-  LC_ALL=C awk "$LVS_AWK_PROC"'{ if (!showable()) exit 1 }' "$1"
+  LC_ALL=C awk "$LVS_AWK_PROC"'/^[ \t]*$/ || /^#/ { next } { if (!showable()) exit 1 }' "$1"
 }
 
 # The kernel HZ, which /proc/net/ip_vs needs for persistence timeouts, in LVS_HZ: kept in
