@@ -9,7 +9,7 @@
 #      soft-dependency order resolved at build time: crc32c_generic comes before libcrc32c,
 #      which busybox modprobe would not do by itself);
 #   2. mounts the host's / (9p tag "hostroot", read-only) with a tmpfs overlay on top as
-#      /newroot, fresh proc/sys/dev/run/tmp in it, and bind-mounts this kernel's
+#      /newroot, fresh proc/sys/dev/run in it, and bind-mounts this kernel's
 #      /lib/modules/<kver> into it, so the host's kmod `modprobe` and /sys/module work there;
 #   3. mounts the test directory (9p tag "lvsgentest", writable) on /newroot/test;
 #   4. runs /test/run.sh chrooted, with a clean environment, under a timeout; its output
@@ -75,7 +75,8 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts $N/dev/pts
 mount -t tmpfs -o mode=1777 shm $N/dev/shm
 mount -t tmpfs -o mode=755 run $N/run
 mkdir -p $N/run/netns $N/run/lock
-mount -t tmpfs -o mode=1777 tmp $N/tmp
+# /tmp is not a fresh tmpfs: a checkout (and pytest's folders) under the host's /tmp must stay
+# visible in the guest. The overlay makes it writable, and the writes stay in the guest.
 # this kernel's modules (the host has other or no kernels under /lib/modules)
 mkdir -p "$N$MD"
 mount -o bind "$MD" "$N$MD" || die "cannot bind $MD into the chroot"
