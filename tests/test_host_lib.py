@@ -950,3 +950,20 @@ def test_plan_split_records_added_services_before_they_are_added(tmp_path: Path)
     assert run.stdout.split()[3] == "2"  # two services added
     assert sorted(lines((out / "services.before").read_text())) == sorted([TCP, UDP])
     assert all(line.startswith("lvsgen[") and "would run: ipvsadm -" in line for line in lines((out / "show").read_text()))
+
+
+# --- the library and the generator agree on where things live on the host -------------------------------------
+
+
+def test_state_folder_and_boot_copy_are_the_same_in_the_library_and_the_plan() -> None:
+    """plan.py names the boot copy (the unit's ExecStart, cloud-init's folder); lvsgen.sh
+    writes it: a rename on one side only would leave the boot unit pointing at nothing."""
+    from lvsgen import plan as lvsgen_plan
+
+    run = bash('printf "%s" "$LVSGEN_STATE"')
+    assert run.stdout == lvsgen_plan.STATE_DIR
+    assert lvsgen_plan.HOST_COPY == f"{lvsgen_plan.STATE_DIR}/host"
+    units = sorted(ROOT.glob("tests/cases/*/expected/*/etc/systemd/system/lvsgen.service"))
+    assert units, "no generated boot unit found"
+    for unit in units:
+        assert f"\nExecStart={lvsgen_plan.HOST_COPY}/setup.sh --boot\n" in unit.read_text(), unit

@@ -18,10 +18,11 @@
 #   LVS_ADDRESSES  ("cidr dev [nodad]" ...)
 #   LVS_ROUTES     ("-4|-6 via dev" ...) default routes
 #   LVS_RULES      host-folder path of the ipvsadm rules file ('' on real servers)
+# and, on directors only:
 #   LVS_TABLE_OWNED 1: every IPVS service this file does not describe is removed;
 #                   0: only services lvsgen added are (the rest belong to someone else)
 #   LVS_DRAIN_TIMEOUT seconds to wait for a removed real server's active connections to end
-#   LVS_UNIT       host-folder path of the boot unit ('' if none)
+#   LVS_UNIT       host-folder path of the boot unit
 #
 # Exit status: 0 done (or, with --dry-run, nothing to do); 2 with --dry-run when changes are
 # pending; 1 on any error, with the step that failed named.
@@ -87,7 +88,8 @@ lvs_parse_args() {
 
 # --- the record: what lvsgen added on this host -------------------------------------------------
 # One line per thing, fields separated by tabs: "file DEST", "addr CIDR DEV", "dummy DEV",
-# "route FAMILY VIA DEV OLD", "sysctl KEY ORIGINAL SET", "ipvs SERVICE", "link PATH".
+# "route FAMILY VIA DEV OLD", "sysctl KEY ORIGINAL SET", "link PATH". The IPVS services
+# lvsgen added are kept apart, in ipvs-services, one name a line (see lvs_ipvs).
 # A line is appended the moment the thing is added, so a run that dies halfway still knows
 # what it added; removal drops the line. Nothing that is not in the record is ever removed.
 declare -A LVS_REC=()
@@ -736,7 +738,8 @@ lvs_ipvs_proc() {
   ' "$LVSGEN_PROC_IPVS"
 }
 
-# lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses?
+# lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses? The
+# plan calls showable() itself; this is the same check on a whole file, for the tests.
 lvs_ipvs_proc_can_show() {
   LC_ALL=C awk "$LVS_AWK_PROC"'/^[ \t]*$/ || /^#/ { next } { if (!showable()) exit 1 }' "$1"
 }
@@ -907,6 +910,7 @@ lvs_drain() { # WFILE: wait until the draining real servers have no active conne
 
 # --- main -----------------------------------------------------------------------------------------------
 lvsgen_main() {
+  : "${LVS_TABLE_OWNED:=1}" "${LVS_DRAIN_TIMEOUT:=0}" "${LVS_UNIT:=}" # directors set these
   set -o errtrace
   trap 'lvs_die "line $LINENO: command failed: $BASH_COMMAND"' ERR
   lvs_parse_args "$@"

@@ -4,13 +4,7 @@
 # Brings host 'rs2' of LVS cluster 'shop' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-#
-#   usage: setup.sh [--dry-run] [--force] [--no-drain] [--boot]
-#     --dry-run   print every command that would run, change nothing; exit 0 when there is
-#                 nothing to do, 2 when changes are pending
-#     --force     run even though the hostname is not 'rs2'
-#     --no-drain  remove real servers at once instead of draining them first
-#     --boot      what the boot unit runs: modules, sysctls and the IPVS table only
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -47,10 +41,7 @@ LVS_ADDRESSES=(
 )
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
-LVS_RULES=''
-LVS_TABLE_OWNED='1'
-LVS_DRAIN_TIMEOUT='0'
-LVS_UNIT=''
+LVS_RULES='' # a real server has no IPVS table
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"
