@@ -343,14 +343,19 @@ def test_active_sums_the_active_connections_of_the_draining_real_servers(tmp_pat
 # --- lvs_ipvs_plan -----------------------------------------------------------------------------------------
 
 
-def plan(desired: str, live: str, recorded: str = "", owned: int = 1, drain: int = 1) -> subprocess.CompletedProcess[str]:
+def plan(
+    desired: str, live: str, recorded: str = "", owned: int = 1, drain: int = 1, only: str | None = None
+) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="lvsgen plan ") as tmp:
         files = []
         for name, text in (("desired rules", desired), ("live table", live), ("recorded services", recorded)):
             path = Path(tmp) / name
             path.write_text(text)
             files.append(path)
-        return bash('lvs_ipvs_plan "$1" "$2" "$3" "$4" "$5"', *files, str(owned), str(drain))
+        if only is None:
+            return bash('lvs_ipvs_plan "$1" "$2" "$3" "$4" "$5"', *files, str(owned), str(drain))
+        (Path(tmp) / "only services").write_text(only)
+        return bash('lvs_ipvs_plan "$1" "$2" "$3" "$4" "$5" save "" "$6"', *files, str(owned), str(drain), Path(tmp) / "only services")
 
 
 TCP = "-t 10.0.0.1:80"
@@ -597,6 +602,31 @@ def test_plan_property_applying_it_yields_the_desired_table(
     assert (again.returncode, again.stdout) == (0, ""), "a second run has nothing to do"
 
 
+def _service_of(command: str) -> str:
+    w = command.split()
+    return f"{w[1]} {w[2]}" if w[0] in ("-A", "-E", "-a", "-e", "-d", "-D") else f"{w[0]} {w[1]}"  # W: "svc rs"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    desired=tables(min_size=1),
+    live=tables(),
+    recorded=st.sets(st.sampled_from(SERVICE_KEYS)),
+    owned=st.sampled_from([0, 1]),
+    only=st.sets(st.sampled_from(SERVICE_KEYS), min_size=1),
+)
+def test_plan_scoped_to_some_services_is_the_full_plan_restricted_to_them(
+    desired: Table, live: Table, recorded: set[str], owned: int, only: set[str]
+) -> None:
+    """What the verify after a change relies on: reading only the touched services gives the
+    same answer for them as reading everything."""
+    rec = "".join(f"{k}\n" for k in sorted(recorded))
+    full = plan(render(desired, True), render(live), rec, owned, 1)
+    scoped = plan(render(desired, True), render(live), rec, owned, 1, only="".join(f"{k}\n" for k in sorted(only)))
+    assert (full.returncode, scoped.returncode) == (0, 0), full.stderr + scoped.stderr
+    assert lines(scoped.stdout) == [line for line in lines(full.stdout) if _service_of(line[2:]) in only]
+
+
 # --- lvs_ipvs_proc_can_show ----------------------------------------------------------------------------------
 
 
@@ -821,6 +851,141 @@ def test_record_load_keeps_a_last_line_without_newline(state: Path) -> None:
     assert rec_map(run.stdout) == {"dummy\tlvs0": "dummy\tlvs0", "addr\t192.0.2.10/32\tlo": "addr\t192.0.2.10/32\tlo"}
 
 
+# --- lvs_inspect_files and lvs_sync_files ------------------------------------------------------------
+
+
+SYNC = 'LVS_HOST=h; lvs_inspect_files "$@"; lvs_sync_files "$@"; echo "changes=$LVS_CHANGES"'
+
+
+def _tree(tmp_path: Path) -> tuple[Path, Path]:
+    src, dest = tmp_path / "host folder", tmp_path / "root dir"
+    (src / "etc" / "a").mkdir(parents=True)
+    (src / "etc" / "a" / "one.conf").write_text("one\n\nend without newline")
+    (src / "etc" / "two.sh").write_text("#!/bin/sh\necho two\n")
+    return src, dest
+
+
+def _sync_args(src: Path, dest: Path) -> list[str]:
+    return [str(src / "etc/a/one.conf"), str(dest / "etc/a/one.conf"), "0644", str(src / "etc/two.sh"), str(dest / "etc/two.sh"), "0755"]
+
+
+def test_sync_installs_missing_files_with_their_bytes_and_modes(tmp_path: Path) -> None:
+    src, dest = _tree(tmp_path)
+    run = bash(SYNC, *_sync_args(src, dest))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("changes=2\n")
+    for rel, mode in (("etc/a/one.conf", 0o644), ("etc/two.sh", 0o755)):
+        assert (dest / rel).read_bytes() == (src / rel).read_bytes()
+        assert (dest / rel).stat().st_mode & 0o7777 == mode
+    assert sorted(p.name for p in (dest / "etc").rglob("*")) == ["a", "one.conf", "two.sh"], "no temporary file left"
+
+
+def test_sync_of_equal_files_changes_nothing(tmp_path: Path) -> None:
+    src, dest = _tree(tmp_path)
+    assert bash(SYNC, *_sync_args(src, dest)).returncode == 0
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in dest.rglob("*")}
+    run = bash(SYNC, *_sync_args(src, dest))
+    assert (run.returncode, run.stdout) == (0, "changes=0\n"), run.stderr
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in dest.rglob("*")} == before
+
+
+def test_sync_rewrites_a_changed_file_and_fixes_a_changed_mode(tmp_path: Path) -> None:
+    src, dest = _tree(tmp_path)
+    assert bash(SYNC, *_sync_args(src, dest)).returncode == 0
+    (dest / "etc/a/one.conf").write_text("one\n\nend without newlinX")  # same size, other bytes
+    (dest / "etc/two.sh").chmod(0o700)
+    run = bash(SYNC, *_sync_args(src, dest))
+    assert run.returncode == 0, run.stderr
+    assert "install -D -m 0644" in run.stdout and "chmod 0755" in run.stdout and run.stdout.endswith("changes=2\n")
+    assert (dest / "etc/a/one.conf").read_bytes() == (src / "etc/a/one.conf").read_bytes()
+    assert (dest / "etc/two.sh").stat().st_mode & 0o7777 == 0o755
+
+
+def test_sync_dry_run_prints_and_writes_nothing(tmp_path: Path) -> None:
+    src, dest = _tree(tmp_path)
+    run = bash("LVS_DRY_RUN=1; " + SYNC, *_sync_args(src, dest))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("would run: install") == 2 and run.stdout.endswith("changes=2\n")
+    assert not dest.exists()
+
+
+def test_sync_names_a_missing_source(tmp_path: Path) -> None:
+    src, dest = _tree(tmp_path)
+    (src / "etc/two.sh").unlink()
+    run = bash(SYNC, *_sync_args(src, dest))
+    assert run.returncode == 1
+    assert "two.sh is missing from the host folder" in run.stderr
+
+
+# --- lvs_sysctl_set and lvs_ip: changes without a process each ----------------------------------------
+
+
+def test_sysctl_set_writes_the_value_and_prints_it_as_sysctl_would(tmp_path: Path) -> None:
+    root = tmp_path / "proc sys"
+    (root / "net/ipv4/conf/all").mkdir(parents=True)
+    (root / "net/ipv4/conf/all/arp_ignore").write_text("0\n")
+    run = bash('LVS_HOST=h; lvs_sysctl_set net.ipv4.conf.all.arp_ignore 1; echo "changes=$LVS_CHANGES"', LVSGEN_PROC_SYS=root)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "lvsgen[h]: + sysctl -w net.ipv4.conf.all.arp_ignore=1\nchanges=1\n"
+    assert (root / "net/ipv4/conf/all/arp_ignore").read_text() == "1\n"
+
+
+def test_sysctl_set_dry_run_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "proc sys"
+    (root / "net/ipv4").mkdir(parents=True)
+    (root / "net/ipv4/ip_forward").write_text("0\n")
+    run = bash("LVS_HOST=h; LVS_DRY_RUN=1; lvs_sysctl_set net.ipv4.ip_forward 1", LVSGEN_PROC_SYS=root)
+    assert (run.returncode, run.stdout) == (0, "lvsgen[h]: would run: sysctl -w net.ipv4.ip_forward=1\n")
+    assert (root / "net/ipv4/ip_forward").read_text() == "0\n"
+
+
+def test_sysctl_set_names_a_write_the_kernel_refuses(tmp_path: Path) -> None:
+    root = tmp_path / "proc sys"  # no such file: the write fails as a refused one would
+    run = bash("LVS_HOST=h; lvs_step sysctls; lvs_sysctl_set net.ipv4.vs.nosuch 1", LVSGEN_PROC_SYS=root)
+    assert run.returncode == 1
+    assert "error in step sysctls: 'sysctl -w net.ipv4.vs.nosuch=1' failed" in run.stderr
+
+
+def _fake_ip(tmp_path: Path, rc: int = 0) -> Path:
+    """An 'ip' that records its arguments and stdin, and exits RC."""
+    bin_dir = tmp_path / "fake bin"
+    bin_dir.mkdir()
+    (bin_dir / "ip").write_text(f'#!/bin/sh\necho "args: $*" >>"$IP_LOG"\ncat >>"$IP_LOG"\nexit {rc}\n')
+    (bin_dir / "ip").chmod(0o755)
+    return bin_dir
+
+
+def test_ip_queue_runs_once_as_one_batch(tmp_path: Path) -> None:
+    log = tmp_path / "ip log"
+    bin_dir = _fake_ip(tmp_path)
+    run = bash(
+        'PATH=$BIN:$PATH; LVS_HOST=h; lvs_ip link add lvs0 type dummy; lvs_ip addr add 192.0.2.10/32 dev lvs0;'
+        ' lvs_ip_flush; lvs_ip_flush; echo "changes=$LVS_CHANGES"',
+        BIN=bin_dir, IP_LOG=log,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == (
+        "lvsgen[h]: + ip link add lvs0 type dummy\nlvsgen[h]: + ip addr add 192.0.2.10/32 dev lvs0\nchanges=2\n"
+    )
+    assert log.read_text() == "args: -batch -\nlink add lvs0 type dummy\naddr add 192.0.2.10/32 dev lvs0\n", "one ip process"
+
+
+def test_ip_queue_dry_run_runs_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "ip log"
+    run = bash("PATH=$BIN:$PATH; LVS_HOST=h; LVS_DRY_RUN=1; lvs_ip addr del 192.0.2.10/32 dev lo; lvs_ip_flush",
+               BIN=_fake_ip(tmp_path), IP_LOG=log)
+    assert (run.returncode, run.stdout) == (0, "lvsgen[h]: would run: ip addr del 192.0.2.10/32 dev lo\n")
+    assert not log.exists()
+
+
+def test_ip_queue_failure_stops_the_run_and_lists_the_commands(tmp_path: Path) -> None:
+    run = bash("PATH=$BIN:$PATH; LVS_HOST=h; lvs_step addresses; lvs_ip addr add 192.0.2.10/32 dev eth9; lvs_ip_flush; echo after",
+               BIN=_fake_ip(tmp_path, rc=1), IP_LOG=tmp_path / "ip log")
+    assert run.returncode == 1 and "after" not in run.stdout
+    assert "error in step addresses: 'ip -batch -' failed with exit status 1" in run.stderr
+    assert "addr add 192.0.2.10/32 dev eth9" in run.stderr
+
+
 # --- lvs_sysctl_path ------------------------------------------------------------------------------------------------
 
 
@@ -897,6 +1062,41 @@ def test_plan_from_proc_equals_the_plan_from_ipvsadm_save(tmp_path: Path, drain:
 
 
 @pytest.mark.parametrize(
+    "only",
+    [
+        ["-t 203.0.113.10:80"],
+        ["-t 203.0.113.20:443", "--sctp-service 203.0.113.10:3868"],
+        ["-t [2001:db8:1::100]:80", "-u 192.0.2.9:53"],
+        ["-t 203.0.113.10:80", "-t 203.0.113.20:443", "-t 203.0.113.21:443", "-t [2001:db8:1::100]:80", "-u 192.0.2.9:53"],
+        ["-t 198.51.100.99:80"],  # in neither
+    ],
+    ids=["one", "two-v4", "v6-and-udp", "most", "none"],
+)
+def test_plan_from_proc_scoped_is_the_full_plan_restricted(tmp_path: Path, only: list[str]) -> None:
+    """The verify reads /proc scoped: IPv4 services it did not touch are skipped by their /proc
+    name, unconverted; it must answer for the touched ones exactly as the full read does."""
+    proc_file = tmp_path / "proc ip_vs"
+    proc_file.write_text(_without_fwmark(PROC_MIXED.read_text(), proc=True))
+    desired = tmp_path / "desired"
+    desired.write_text(
+        "-A -t 203.0.113.10:80 -s rr\n"
+        "-a -t 203.0.113.10:80 -r 198.51.100.11:8080 -m -w 2\n"
+        "-A -t [2001:db8:1::100]:80 -s mh -p 60 -M 64\n"
+        "-a -t [2001:db8:1::100]:80 -r [2001:db8:1::2]:80 -g -w 3\n"
+        "-A -u 192.0.2.9:53 -s rr -o\n"
+        "-A -t 203.0.113.21:443 -s lc -p 600\n"
+        "-a -t 203.0.113.21:443 -r 192.0.2.5:443 -g -w 1\n"
+    )
+    (tmp_path / "recorded").write_text("")
+    (tmp_path / "only").write_text("".join(f"{k}\n" for k in only))
+    full = bash('LVS_HZ=250; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc', desired, proc_file, tmp_path / "recorded")
+    scoped = bash('LVS_HZ=250; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc "" "$4"', desired, proc_file, tmp_path / "recorded", tmp_path / "only")
+    assert (full.returncode, scoped.returncode) == (0, 0), full.stderr + scoped.stderr
+    assert len(lines(full.stdout)) >= 5, "the full plan has work in several services"
+    assert lines(scoped.stdout) == [x for x in lines(full.stdout) if _service_of(x[2:]) in only]
+
+
+@pytest.mark.parametrize(
     ("desired", "proc_text", "hz", "status"),
     [
         pytest.param("-A -t 10.0.0.1:80 -s rr -b sh-port\n", "", "250", 5, id="desired-uses-what-proc-cannot-show"),
@@ -912,6 +1112,88 @@ def test_plan_from_proc_falls_back_with_a_status(tmp_path: Path, desired: str, p
     run = bash('LVS_HZ="$4"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc', tmp_path / "d", tmp_path / "p", tmp_path / "r", hz)
     assert run.returncode == status, run.stderr
     assert run.stdout == ""
+
+
+# --- the fingerprint: a table equal to the last proven one is not converted -------------------------------
+
+FP_DESIRED = "-A -t 192.0.2.1:80 -s wlc\n-a -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 1\n-a -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 2\n"
+
+
+def _fp_proc(weight2: int = 2, active: int = 0) -> str:
+    return PROC_HEADER + proc_service("TCP", "192.0.2.1", 80, "wlc") + proc_dest("198.51.100.1", 80, active=active) + proc_dest("198.51.100.2", 80, weight=weight2)
+
+
+FP_PLAN = 'LVS_HZ=250 LVS_FP_IN="$4" LVS_FP_OUT="$4" LVS_FP_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc'
+
+
+def _fp_files(tmp_path: Path, desired: str, proc_text: str) -> tuple[Path, Path, Path, Path]:
+    d, pr, r, fp = (tmp_path / n for n in ("desired rules", "proc ip_vs", "recorded", "finger print"))
+    d.write_text(desired)
+    pr.write_text(proc_text)
+    r.write_text("")
+    return d, pr, r, fp
+
+
+def test_fingerprint_is_written_by_a_full_pass_that_finds_nothing_to_do(tmp_path: Path) -> None:
+    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc(active=5))
+    run = bash(FP_PLAN, d, pr, r, fp, "k1")
+    assert (run.returncode, run.stdout) == (0, ""), run.stderr
+    raw = _fp_proc(active=5).splitlines()
+    assert fp.read_text().splitlines() == ["# k1"] + [" ".join(x.split()[:4]) if x.split()[0] == "->" else x for x in raw]
+    assert fp.read_text().splitlines()[-2:] == ["-> C6336401:0050 Route 1", "-> C6336402:0050 Route 2"], "no counters"
+
+
+def test_fingerprint_match_settles_it_without_reading_the_desired_file(tmp_path: Path) -> None:
+    """Trust is by key: with a matching key and table, even a different desired file is not
+    read (the key is that file's sum, so in setup.sh this cannot happen)."""
+    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc())
+    assert bash(FP_PLAN, d, pr, r, fp, "k1").returncode == 0
+    pr.write_text(_fp_proc(active=9))  # only a counter moved
+    d.write_text("this is not an ipvsadm line\n")
+    run = bash(FP_PLAN, d, pr, r, fp, "k1")
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    run = bash(FP_PLAN, d, pr, r, fp, "k2")  # another key: the file is read, and refused
+    assert run.returncode == 5, "read, and found not to be a line /proc can show"
+
+
+@pytest.mark.parametrize("change", ["weight", "key"])
+def test_fingerprint_mismatch_falls_back_to_the_full_plan(tmp_path: Path, change: str) -> None:
+    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc())
+    assert bash(FP_PLAN, d, pr, r, fp, "k1").returncode == 0
+    if change == "weight":
+        pr.write_text(_fp_proc(weight2=7))  # drift: someone changed a weight by hand
+        key = "k1"
+    else:
+        d.write_text(FP_DESIRED.replace("-w 2", "-w 7"))  # a new build, so a new key
+        pr.write_text(_fp_proc(weight2=2))
+        key = "k2"
+    run = bash(FP_PLAN, d, pr, r, fp, key)
+    assert run.returncode == 0, run.stderr
+    want = "A -e -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 2\n" if change == "weight" else "A -e -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 7\n"
+    assert run.stdout == want
+    assert fp.read_text().startswith("# k1\n"), "a pass that found changes writes no fingerprint"
+
+
+def test_fingerprint_is_written_by_a_scoped_pass_that_read_every_service(tmp_path: Path) -> None:
+    """The verify after a first load touches every service: it has read everything."""
+    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc())
+    only = tmp_path / "only"
+    only.write_text("-t 192.0.2.1:80\n")
+    run = bash(FP_PLAN.replace("1 1 proc", '1 1 proc "" "$6"'), d, pr, r, fp, "k1", only)
+    assert (run.returncode, run.stdout) == (0, ""), run.stderr
+    assert fp.read_text().startswith("# k1\nIP Virtual Server")
+
+
+@pytest.mark.parametrize("how", ["dry-run", "scoped"])
+def test_fingerprint_is_not_written_by_a_dry_run_or_a_partial_read(tmp_path: Path, how: str) -> None:
+    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc() + proc_service("TCP", "192.0.2.9", 80, "rr"))
+    only = tmp_path / "only"
+    only.write_text("-t 192.0.2.1:80\n")
+    prefix = "LVS_DRY_RUN=1; " if how == "dry-run" else ""
+    script = prefix + FP_PLAN.replace("1 1 proc", '0 1 proc "" "$6"' if how == "scoped" else "0 1 proc")
+    run = bash(script, d, pr, r, fp, "k1", only)
+    assert (run.returncode, run.stdout) == (0, ""), run.stderr
+    assert not fp.exists()
 
 
 def test_plan_split_writes_the_batches_what_to_print_and_the_record(tmp_path: Path) -> None:
@@ -937,6 +1219,8 @@ def test_plan_split_writes_the_batches_what_to_print_and_the_record(tmp_path: Pa
     # The record: OTHER was lvsgen's and goes; the other recorded name stays.
     assert sorted(lines((out / "services.before").read_text())) == sorted([OTHER, "-t 10.9.9.9:80"])
     assert lines((out / "services.after").read_text()) == ["-t 10.9.9.9:80"]
+    # What the verify reads back: every service an A or R line names, each once.
+    assert sorted(lines((out / "touched").read_text())) == sorted({" ".join(x.split()[1:3]) for x in a + r})
 
 
 def test_plan_split_records_added_services_before_they_are_added(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@
 LVSGEN_STATE=${LVSGEN_STATE:-/var/lib/lvsgen}   # the record, and the copy the boot unit runs
 LVSGEN_RUN=${LVSGEN_RUN:-/run/lvsgen}           # per-boot facts (lock, kernel HZ)
 LVSGEN_PROC_IPVS=${LVSGEN_PROC_IPVS:-/proc/net/ip_vs} # the kernel's table (tests point it at a dump)
+LVSGEN_PROC_SYS=${LVSGEN_PROC_SYS:-/proc/sys}         # the sysctls (tests point it at a folder)
 LVS_STEP=start
 LVS_DRY_RUN=0
 LVS_FORCE=0
@@ -159,7 +160,7 @@ lvs_preflight() {
   local -a problems=()
   ((EUID == 0)) || problems+=("run as root: setup.sh changes addresses, sysctls and the IPVS table")
   local tool
-  for tool in "ip iproute2" "modprobe kmod" "flock util-linux" "awk mawk or gawk" "stat coreutils"; do
+  for tool in "ip iproute2" "modprobe kmod" "flock util-linux" "awk mawk or gawk" "stat coreutils" "md5sum coreutils"; do
     command -v "${tool%% *}" >/dev/null || problems+=("'${tool%% *}' not found: install ${tool#* }")
   done
   if [[ -n $LVS_RULES ]]; then
@@ -208,23 +209,30 @@ lvs_in() { # NEEDLE ITEM...: is NEEDLE one of the items?
 
 # --- files ----------------------------------------------------------------------------------------
 umask 022
-declare -A LVS_MODE=() # path -> mode (as stat prints it) of the files lvs_stat_files read
+declare -A LVS_MODE=() LVS_SUM=() # path -> mode (as stat prints it), and -> MD5 sum
 
-lvs_stat_files() { # PATH...: one stat for all of them (those that exist)
+# lvs_inspect_files PATH...: the modes and the checksums of those that exist, by one stat and
+# one md5sum for all of them, so that a run with nothing to change reads no file in bash and
+# pays two processes, whatever the size of the rules file. MD5 only tells an installed copy
+# from its source here; anyone who can plant a collision in /etc is root already.
+lvs_inspect_files() {
   local -a present=()
   local p m name
   for p in "$@"; do
-    if [[ -e $p ]]; then present+=("$p"); fi
+    if [[ -f $p ]]; then present+=("$p"); fi
   done
   ((${#present[@]} > 0)) || return 0
   while read -r m name; do
     if [[ -n $name ]]; then LVS_MODE[$name]=$m; fi
   done <<<"$(stat -c '%a %n' -- "${present[@]}" 2>/dev/null || true)"
+  while read -r m name; do
+    if [[ -n $name ]]; then LVS_SUM[$name]=$m; fi
+  done <<<"$(md5sum -- "${present[@]}" 2>/dev/null || true)"
 }
 
 # lvs_sync_files SRC DEST MODE [SRC DEST MODE ...]: install each SRC as DEST unless DEST
-# already has its bytes and mode. The bytes are compared in bash; the modes come from one
-# stat for all of them; a file is written next to DEST and renamed over it.
+# already has its bytes and mode. Both must have been inspected (lvs_inspect_files): equal
+# sums mean equal bytes. A file is written next to DEST and renamed over it.
 lvs_sync_files() {
   # The folders that are missing, made by one mkdir.
   local -a dirs=()
@@ -237,19 +245,17 @@ lvs_sync_files() {
   if ((${#dirs[@]} > 0 && !LVS_DRY_RUN)); then
     mkdir -p -- "${dirs[@]}" || lvs_die "cannot create ${dirs[*]}"
   fi
-  local src dest mode want have
+  local src dest mode want
   while (($# >= 3)); do
     src=$1 dest=$2 mode=$3
     shift 3
-    [[ -f $src ]] || lvs_die "$src is missing from the host folder: copy the whole folder"
-    IFS= read -r -d '' want <"$src" || true
-    if [[ -f $dest ]]; then
-      IFS= read -r -d '' have <"$dest" || true
-      if [[ $have == "$want" ]]; then
-        [[ ${LVS_MODE[$dest]-} == "${mode#0}" ]] || lvs_run chmod "$mode" -- "$dest"
-        continue
-      fi
+    [[ -n ${LVS_SUM[$src]-} ]] || lvs_die "$src is missing from the host folder or unreadable: copy the whole folder"
+    if [[ ${LVS_SUM[$dest]-} == "${LVS_SUM[$src]}" ]]; then
+      [[ ${LVS_MODE[$dest]-} == "${mode#0}" ]] || lvs_run chmod "$mode" -- "$dest"
+      continue
     fi
+    want=
+    if ! ((LVS_DRY_RUN)); then IFS= read -r -d '' want <"$src" || true; fi
     lvs_write_file "$src" "$dest" "$mode" "$want"
   done
 }
@@ -271,8 +277,8 @@ lvs_write_file() { # SRC DEST MODE TEXT: write TEXT to DEST atomically, with MOD
   if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
 }
 
-# The host's files. Each is recorded before it is written. One stat reads the modes of
-# these and of the boot copy's files (lvs_copy).
+# The host's files. Each is recorded before it is written. One stat and one md5sum inspect
+# them, their sources and the boot copy's files (lvs_copy).
 lvs_files() {
   lvs_step files
   local entry src
@@ -280,10 +286,11 @@ lvs_files() {
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
     sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
-    paths+=("/$src" "$LVSGEN_STATE/host/$src")
+    paths+=("$LVS_HERE/$src" "/$src" "$LVSGEN_STATE/host/$src")
     lvs_record_add file "/$src"
   done
-  lvs_stat_files "${paths[@]}" "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
+  lvs_inspect_files "${paths[@]}" "$LVS_HERE/setup.sh" "$LVS_HERE/lvsgen.sh" \
+    "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
   lvs_sync_files "${sync[@]}"
 }
 
@@ -331,17 +338,34 @@ lvs_systemd_reload() {
 lvs_modules() {
   lvs_step modules
   local module
+  local -a missing=()
   for module in "${LVS_MODULES[@]}"; do
-    [[ -d /sys/module/$module ]] && continue
-    lvs_run modprobe -- "$module"
+    [[ -d /sys/module/$module ]] || missing+=("$module")
   done
+  # One modprobe for all of them; it stops at the first that cannot load and names it.
+  ((${#missing[@]} == 0)) || lvs_run modprobe -a -- "${missing[@]}"
 }
 
 lvs_sysctl_path() { # KEY: sets LVS_PATH to its file under /proc/sys ('.' separates, unless the key uses '/')
   if [[ $1 == */* ]]; then
-    LVS_PATH=/proc/sys/$1
+    LVS_PATH=$LVSGEN_PROC_SYS/$1
   else
-    LVS_PATH=/proc/sys/${1//.//}
+    LVS_PATH=$LVSGEN_PROC_SYS/${1//.//}
+  fi
+}
+
+# lvs_sysctl_set KEY VALUE: what 'sysctl -w KEY=VALUE' does (and is printed as), written to
+# /proc/sys by bash itself: no process per sysctl.
+lvs_sysctl_set() {
+  LVS_CHANGES=$((LVS_CHANGES + 1))
+  if ((LVS_DRY_RUN)); then
+    lvs_say "would run: sysctl -w $1=$2"
+    return 0
+  fi
+  lvs_say "+ sysctl -w $1=$2"
+  lvs_sysctl_path "$1"
+  if ! printf '%s\n' "$2" 2>/dev/null >"$LVS_PATH"; then
+    lvs_die "'sysctl -w $1=$2' failed: the kernel refused the value"
   fi
 }
 
@@ -353,13 +377,13 @@ lvs_sysctls() {
     lvs_sysctl_path "$key"
     path=$LVS_PATH
     if [[ ! -r $path ]]; then
-      ((LVS_DRY_RUN)) && { lvs_run sysctl -q -w "$key=$value"; continue; }
+      ((LVS_DRY_RUN)) && { lvs_sysctl_set "$key" "$value"; continue; }
       lvs_die "sysctl $key does not exist on this kernel (is its module loaded?)"
     fi
     read -r have <"$path"
     [[ $have == "$value" ]] && continue
     [[ -n ${LVS_REC[sysctl$'\t'$key]-} ]] || lvs_record_add sysctl "$key" "$have" "$value"
-    lvs_run sysctl -q -w "$key=$value"
+    lvs_sysctl_set "$key" "$value"
   done
 }
 
@@ -398,22 +422,48 @@ lvs_read_addrs() {
   done <<<"$(ip -o addr show 2>/dev/null)"
 }
 
+# lvs_ip ARG...: an 'ip' command, printed and counted like lvs_run, queued for lvs_ip_flush,
+# which runs the queue as one 'ip -batch': one process per step, whatever the number of VIPs.
+LVS_IPQ=()
+lvs_ip() {
+  LVS_CHANGES=$((LVS_CHANGES + 1))
+  if ((LVS_DRY_RUN)); then
+    printf 'lvsgen[%s]: would run: ip' "$LVS_HOST"
+  else
+    printf 'lvsgen[%s]: + ip' "$LVS_HOST"
+  fi
+  printf ' %q' "$@"
+  printf '\n'
+  ((LVS_DRY_RUN)) || LVS_IPQ+=("$*")
+}
+
+lvs_ip_flush() { # ip -batch stops at the first command that fails and names its line
+  ((${#LVS_IPQ[@]} > 0)) || return 0
+  local text rc=0
+  printf -v text '%s\n' "${LVS_IPQ[@]}"
+  text=${text%$'\n'} # the here-string ends it
+  ip -batch - <<<"$text" || rc=$?
+  ((rc == 0)) || lvs_die "'ip -batch -' failed with exit status $rc; its commands, line by line:"$'\n'"$text"
+  LVS_IPQ=()
+}
+
 lvs_devices() {
   lvs_step devices
   local dev
   for dev in "${LVS_DUMMIES[@]}"; do
     if [[ -z ${LVS_LINKS[$dev]-} ]]; then
       lvs_record_add dummy "$dev"
-      lvs_run ip link add "$dev" type dummy
+      lvs_ip link add "$dev" type dummy
       LVS_LINKS[$dev]=,
     fi
   done
   for dev in "${LVS_NOARP[@]}"; do
-    [[ ${LVS_LINKS[$dev]-} == *,NOARP,* ]] || lvs_run ip link set dev "$dev" arp off
+    [[ ${LVS_LINKS[$dev]-} == *,NOARP,* ]] || lvs_ip link set dev "$dev" arp off
   done
   for dev in "${LVS_UP[@]}"; do
-    [[ ${LVS_LINKS[$dev]-} == *,UP,* ]] || lvs_run ip link set dev "$dev" up
+    [[ ${LVS_LINKS[$dev]-} == *,UP,* ]] || lvs_ip link set dev "$dev" up
   done
+  lvs_ip_flush
 }
 
 lvs_addresses() {
@@ -433,11 +483,12 @@ lvs_addresses() {
     fi
     lvs_record_add addr "$cidr" "$dev"
     if [[ $nodad == nodad ]]; then
-      lvs_run ip addr add "$cidr" dev "$dev" nodad
+      lvs_ip addr add "$cidr" dev "$dev" nodad
     else
-      lvs_run ip addr add "$cidr" dev "$dev"
+      lvs_ip addr add "$cidr" dev "$dev"
     fi
   done
+  lvs_ip_flush
 }
 
 lvs_routes() {
@@ -473,14 +524,22 @@ lvs_remove_stale() {
   fi
   local addrs=$LVS_ADDRS
   local kind
+  local -a stale=()
+  # One pass over the record finds what is stale; usually nothing is.
+  for key in "${!LVS_REC[@]}"; do
+    [[ -n ${want[$key]-} ]] || stale+=("$key")
+  done
+  ((${#stale[@]} > 0)) || return 0
   for kind in addr route dummy sysctl link file; do
-    for key in "${!LVS_REC[@]}"; do
-      [[ $key == "$kind"$'\t'* && -z ${want[$key]-} ]] || continue
+    [[ $kind == route ]] && lvs_ip_flush # the addresses go first
+    [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
+    for key in "${stale[@]}"; do
+      [[ $key == "$kind"$'\t'* ]] || continue
       line=${LVS_REC[$key]}
       IFS=$'\t' read -r -a fields <<<"$line"
       case $kind in
         addr)
-          [[ $addrs == *$'\n'"${fields[1]} ${fields[2]}"$'\n'* ]] && lvs_run ip addr del "${fields[1]}" dev "${fields[2]}"
+          [[ $addrs == *$'\n'"${fields[1]} ${fields[2]}"$'\n'* ]] && lvs_ip addr del "${fields[1]}" dev "${fields[2]}"
           ;;
         route)
           family=${fields[1]} via=${fields[2]} dev=${fields[3]} old=${fields[4]-}
@@ -495,7 +554,7 @@ lvs_remove_stale() {
           fi
           ;;
         dummy)
-          ip link show dev "${fields[1]}" >/dev/null 2>&1 && lvs_run ip link del "${fields[1]}"
+          ip link show dev "${fields[1]}" >/dev/null 2>&1 && lvs_ip link del "${fields[1]}"
           ;;
         sysctl)
           # Put back the value the host had, unless someone changed it since.
@@ -503,7 +562,7 @@ lvs_remove_stale() {
           f=$LVS_PATH
           if [[ -r $f ]]; then
             read -r old <"$f"
-            [[ $old == "${fields[3]}" ]] && lvs_run sysctl -q -w "${fields[1]}=${fields[2]}"
+            [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
           fi
           ;;
         link | file)
@@ -622,7 +681,11 @@ function showable() {
 # With split=DIR it writes them to DIR/plan, the bare lines to DIR/A, DIR/W and DIR/R, what
 # to print to DIR/show (the commands as run, or as they would run with dry=1), and the
 # record of services as it must be before (DIR/services.before) and after (DIR/services.after)
-# the change; it prints the counts "A W R ADDED DELETED".
+# the change, and the names of the services the A and R lines touch (DIR/touched); it prints
+# the counts "A W R ADDED DELETED".
+# With file 0 (ONLY: service names, one a line, given first) the plan is scoped: lines of
+# other services, in DESIRED and LIVE alike, are skipped unread. The plan is then the full
+# plan restricted to those services; the verify after a change reads back only what it touched.
 # Exit 5: with fmt "proc", DESIRED uses something /proc cannot show; 3 and 4: see proc_line.
 # A service is deleted if it is not described and either owned is 1 or it is in RECORDED.
 # A described service is lvsgen's with all of its real servers.
@@ -650,31 +713,62 @@ function take(line,   k, r) {
   }
   bad(file == 1 ? "desired" : "live")
 }
-file == 3 { if ($0 != "") rec[$0] = 1; next }
-file == 2 && fmt == "proc" {
-  line = proc_line(0)
-  if (proc_err) { failed = proc_err; exit proc_err }
-  if (line == "") next
-  L2[++n2] = line; N2[n2] = FNR; LV[line] = 1
-  if (line in D) same++
-  next
+BEGIN {
+  # The fingerprint: /proc/net/ip_vs as it was when a full pass last proved it equal to a
+  # desired file, counters dropped, under the key of that file. A live table that is the
+  # same text, line for line, needs no conversion and the desired file is never read.
+  if (fpin != "" && (getline l < fpin) > 0 && l == "# " fpkey) { fpok = 1; while ((getline l < fpin) > 0) FP[++nfp] = l }
+  if (fpin != "") close(fpin)
 }
+function fpline() { return ($1 == "->") ? $1 " " $2 " " $3 " " $4 : $0 }
+file == 3 { if ($0 != "") rec[$0] = 1; next }
+file == 0 { if ($0 != "") { ONLY[$0] = 1; ONLYP[procname($1, $2)] = 1 }; scoped = 1; next }
+# procname(FLAG, ADDR:PORT): an IPv4 service as /proc names it ("TCP C0000201:0050"), so that
+# the verify skips the services it did not touch unconverted. IPv6 ones are converted.
+function procname(flag, addr,   a, q) {
+  if (substr(addr, 1, 1) == "[" || split(addr, q, ":") != 2 || split(q[1], a, ".") != 4) return ""
+  return ((flag == "-t") ? "TCP" : (flag == "-u") ? "UDP" : "SCTP") " " sprintf("%02X%02X%02X%02X:%04X", a[1], a[2], a[3], a[4], q[2])
+}
+# LIVE comes before DESIRED. /proc lines are kept raw and compared with the fingerprint;
+# live_read() converts them only if that is not enough.
+file == 2 && fmt == "proc" { RAW[++nraw] = $0; if (fpok && FP[nraw] != fpline()) fpok = 0; next }
+function live_read(   i, keep) {
+  lived = 1
+  if (fmt != "proc") return
+  if (fpok && nraw == nfp) { fpmatch = 1; return }
+  keep = $0
+  for (i = 1; i <= nraw; i++) {
+    $0 = RAW[i]
+    if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) continue  # the header
+    if (scoped && $1 == "->" && !inscope) { outscope = 1; continue }  # a real server of a service out of scope
+    if (scoped && $1 != "->" && substr($2, 1, 1) != "[" && !(($1 " " $2) in ONLYP)) { inscope = 0; outscope = 1; continue }
+    line = proc_line(0)
+    if (proc_err) { failed = proc_err; exit proc_err }
+    if (line == "") continue
+    if (scoped && $1 != "->") { inscope = (proc_svc in ONLY); if (!inscope) { outscope = 1; continue } }
+    L2[++n2] = line; LV[line] = i
+  }
+  $0 = keep
+}
+file == 1 && !lived { live_read(); if (fpmatch) exit }
 /^[ \t]*$/ || /^#/ { next }
+scoped && !(svcname() in ONLY) { if (file == 2) outscope = 1; next }
 file == 1 && fmt == "proc" && !showable() { failed = 5; exit 5 }
 # Lines are kept as they are; the common case, a table equal to the file, is settled by
 # comparing whole lines, and only a difference pays for reading them field by field.
 file == 1 {
   if (!($0 in D)) distinct++
-  D[$0] = 1; L1[++n1] = $0; N1[n1] = FNR
+  D[$0] = FNR; L1[++n1] = $0
   if (substr($0, 1, 3) == "-A ") DN[svcname()] = 1  # every described service, by name
   next
 }
-{ L2[++n2] = $0; N2[n2] = FNR; LV[$0] = 1; if ($0 in D) same++ }
+{ L2[++n2] = $0; LV[$0] = FNR }
 function dest(k, attrs,   p) { split(k, p, SUBSEP); return p[1] " -r " p[2] " " attrs }
 function zero(attrs,   a) { a = attrs; if (!sub(/-w [0-9]+/, "-w 0", a)) a = a " -w 0"; return a }
 function weight(attrs) { if (match(attrs, /-w [0-9]+/)) return substr(attrs, RSTART + 3, RLENGTH - 3) + 0; return 1 }
-function out(tag, line) {
+function out(tag, line,   w, k) {
   n[tag]++
+  if (tag != "W") { split(line, w, " "); k = w[2] " " w[3]; if (w[2] == "-f" && w[4] == "-6") k = k " -6"; TOUCH[k] = 1 }
   if (split_dir == "") { print tag " " line; return }
   print tag " " line > (split_dir "/plan")
   print line > (split_dir "/" tag)
@@ -683,11 +777,14 @@ function out(tag, line) {
 }
 END {
   if (failed) exit failed
+  if (!lived && !fpmatch) { live_read(); if (failed) exit failed }
+  if (fpmatch) { if (split_dir == "") exit 0; print "0 0 0 0 0"; exit 0 }
   if (fmt == "proc" && fwm) exit 4
+  for (i = 1; i <= n2; i++) if (L2[i] in D) same++
   if (!(distinct == n1 && n1 == n2 && same == n2)) {
     # Only lines that are not in both need reading, and every described service name.
-    for (i = 1; i <= n1; i++) if (!(L1[i] in LV)) { file = 1; lineno = N1[i]; $0 = L1[i]; take() }
-    for (i = 1; i <= n2; i++) if (!(L2[i] in D)) { file = 2; lineno = N2[i]; $0 = L2[i]; take() }
+    for (i = 1; i <= n1; i++) if (!(L1[i] in LV)) { file = 1; lineno = D[L1[i]]; $0 = L1[i]; take() }
+    for (i = 1; i <= n2; i++) if (!(L2[i] in D)) { file = 2; lineno = LV[L2[i]]; $0 = L2[i]; take() }
   }
   for (i = 1; i <= nds; i++) { k = dso[i]
     if (!(k in lsvc)) { out("A", "-A " k " " dsvc[k]); added[k] = 1 }
@@ -713,19 +810,29 @@ END {
   for (i = 1; i <= nw; i++) out("W", waits[i])
   for (i = 1; i <= nr; i++) out("R", removes[i])
   for (i = 1; i <= nls; i++) if (lso[i] in gone) { out("R", "-D " lso[i]); ndel++ }
+  if (fpout != "" && fmt == "proc" && !outscope && !dry && n["A"] + n["W"] + n["R"] == 0) {
+    # Everything was read and nothing differs: this table is the fingerprint of the file.
+    print "# " fpkey > fpout
+    for (i = 1; i <= nraw; i++) { $0 = RAW[i]; print fpline() > fpout }
+    close(fpout)
+  }
   if (split_dir == "") exit 0
   for (i = 1; i <= nshow; i++) print show[i] > (split_dir "/show")
+  for (k in TOUCH) print k > (split_dir "/touched")
   for (k in rec) { print k > (split_dir "/services.before"); if (!(k in gone)) print k > (split_dir "/services.after") }
   for (k in added) if (!(k in rec)) { print k > (split_dir "/services.before"); print k > (split_dir "/services.after") }
   printf "%d %d %d %d %d\n", n["A"], n["W"], n["R"], length(added), ndel + 0
 }
 '
 
-# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR]]: see LVS_AWK_PLAN.
+# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR [ONLY]]]: see LVS_AWK_PLAN.
 lvs_ipvs_plan() {
+  local -a scope=()
+  [[ -z ${8:-} ]] || scope=(file=0 "$8")
   LC_ALL=C awk -v owned="$4" -v drain="$5" -v fmt="${6:-save}" -v split_dir="${7:-}" -v hz="${LVS_HZ:-0}" \
     -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" -v timeout="${LVS_DRAIN_TIMEOUT:-0}" \
-    "$LVS_AWK_PROC$LVS_AWK_PLAN" file=1 "$1" file=2 "$2" file=3 "$3"
+    -v fpin="${LVS_FP_IN:-}" -v fpout="${LVS_FP_OUT:-}" -v fpkey="${LVS_FP_KEY:-}" \
+    "$LVS_AWK_PROC$LVS_AWK_PLAN" "${scope[@]}" file=2 "$2" file=1 "$1" file=3 "$3"
 }
 
 # lvs_ipvs_proc [HZ] [COUNTS]: /proc/net/ip_vs in 'ipvsadm -S -n' form, read in one pass.
@@ -785,11 +892,11 @@ lvs_learn_hz() { # SAVED: from a fresh 'ipvsadm -S -n' and /proc, work out HZ
   fi
 }
 
-# lvs_ipvs_diff DESIRED DRAIN DIR: the delta between DESIRED and the live table, split into
+# lvs_ipvs_diff DESIRED DRAIN DIR [ONLY]: the delta between DESIRED and the live table, split into
 # DIR (see LVS_AWK_PLAN); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
 # same awk process when /proc can show everything DESIRED says, else with 'ipvsadm -S -n'.
 lvs_ipvs_diff() {
-  local desired=$1 drain=$2 dir=$3 rc=0 recorded=$LVSGEN_STATE/ipvs-services
+  local desired=$1 drain=$2 dir=$3 only=${4:-} rc=0 recorded=$LVSGEN_STATE/ipvs-services
   [[ -d $dir ]] || mkdir -p -- "$dir"
   : >"$dir/plan"
   : >"$dir/A"
@@ -798,22 +905,30 @@ lvs_ipvs_diff() {
   : >"$dir/show"
   : >"$dir/services.before"
   : >"$dir/services.after"
+  : >"$dir/touched"
   [[ -f $recorded ]] || recorded=/dev/null
   if [[ -r $LVSGEN_PROC_IPVS ]]; then
     lvs_kernel_hz
-    LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir") || rc=$?
+    # The fingerprint (see LVS_AWK_PLAN), kept per boot, keyed by the desired file's sum
+    # (known when lvs_files inspected it) and everything else the comparison depended on.
+    local LVS_FP_IN='' LVS_FP_OUT='' LVS_FP_KEY=''
+    if [[ -n ${LVS_SUM[$desired]-} && -d $LVSGEN_RUN ]]; then
+      LVS_FP_IN=$LVSGEN_RUN/ipvs.fingerprint LVS_FP_OUT=$LVSGEN_RUN/ipvs.fingerprint
+      LVS_FP_KEY="${LVS_SUM[$desired]} owned=$LVS_TABLE_OWNED hz=${LVS_HZ:-0}"
+    fi
+    LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir" "$only") || rc=$?
     ((rc == 0)) && return 0
     ((rc == 3 || rc == 4 || rc == 5)) || lvs_die "cannot read $desired or the IPVS table (see above)"
     : >"$dir/plan" # a fallback: start over
   elif ((LVS_DRY_RUN)); then
     # ip_vs is not loaded, so the table is empty (loading it would be a change).
-    LVS_COUNTS=$(lvs_ipvs_plan "$desired" /dev/null "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir") ||
+    LVS_COUNTS=$(lvs_ipvs_plan "$desired" /dev/null "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir" "$only") ||
       lvs_die "cannot read $desired (see above)"
     return 0
   fi
   ipvsadm -S -n >"$dir/live" || lvs_die "'ipvsadm -S -n' failed: is the ip_vs module loaded?"
   ((rc == 3)) && lvs_learn_hz "$dir/live"
-  LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$dir/live" "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir") ||
+  LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$dir/live" "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir" "$only") ||
     lvs_die "cannot read $desired or the IPVS table (see above)"
 }
 
@@ -873,9 +988,9 @@ lvs_ipvs() {
     fi
     lvs_ipvs_batch "remove" "$w/R" || true
   fi
-  # Verify: ipvsadm -R reports only its last line, so the whole table must now be what the
-  # file says.
-  lvs_ipvs_diff "$desired" 0 "$w/verify"
+  # Verify: ipvsadm -R reports only its last line, so every service this run touched must now
+  # be what the file says (read back from the kernel; the rest was equal a moment ago).
+  lvs_ipvs_diff "$desired" 0 "$w/verify" "$w/touched"
   if [[ $LVS_COUNTS != "0 0 0 "* || -n $LVS_IPVS_ERRORS ]]; then
     local msg left
     msg="the IPVS table does not match $desired after applying it"$'\n'"${LVS_IPVS_ERRORS}"
