@@ -61,6 +61,9 @@ if [[ ${1:-} != inner ]]; then
     [[ -e /dev/${i#*:} ]] || ln -s "/proc/self/fd/${i%%:*}" "/dev/${i#*:}"
   done
   mkdir -p "$OUT" "$W"
+  # The guest is bare and does not autoload modules: the bench's own device, and IPVS with the
+  # schedulers the rules use (the yardstick, ipvsadm-restore, loads nothing by itself).
+  modprobe -a dummy || exit 1
   log "kernel $(uname -r), $(nproc) CPU(s); copying the trees to tmpfs"
   for tree in $TREES; do
     cp -a "$T/trees/$tree" "$W/$tree" || { echo "cannot copy tree $tree"; exit 1; }
@@ -127,6 +130,9 @@ RULES_A=$(rules_of "${TREES%% *}")
 printf '{"kernel": "%s", "cpus": %d, "rules_lines": %d, "ipvsadm": "%s", "bash": "%s"}\n' \
   "$(uname -r)" "$(nproc)" "$(grep -c . "$RULES_A")" "$(ipvsadm --version 2>&1 | head -n 1)" \
   "$BASH_VERSION" >"$OUT/info.json"
+
+# shellcheck disable=SC2046 # one word per scheduler
+modprobe -a ip_vs $(sed -n 's/^-A .* -s \([a-z]*\).*/ip_vs_\1/p' "$RULES_A" | sort -u) || exit 1
 
 # Warm-up (not timed): the host's binaries come over 9p, so read every one once.
 cat "$W"/*/"$DIRECTOR"/* >/dev/null 2>&1

@@ -28,20 +28,22 @@ CACHE=${LVSGEN_VM_CACHE:-$REPO/.cache/vm}
 META=linux-image-amd64
 INIT_SRC=$VM_DIR/guest-init.sh
 
-# Modules insmod-ed by /init at boot, in this order after dependency resolution.
-# crc32c_generic first: libcrc32c (ip_vs -> nf_conntrack) only has a *soft* dependency on
-# crc32c, which busybox ignores; resolving with kmod's --show-depends includes softdeps anyway.
-BOOT_MODULES=(
+# Modules insmod-ed by /init at boot: only what the guest needs to mount its root. The guest is
+# bare: lvsgen's artifacts must load every module they use (setup.sh's modprobe, the boot
+# path's modules-load.d), and the kernel's autoloader is off (/sbin/lvsgen-no-autoload), so a
+# module they forget cannot slip in by itself. Test harnesses modprobe what they use (veth,
+# bridge; a hand-made cluster's schedulers).
+BOOT_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
+# Modules put into the image but NOT loaded at boot: loaded inside the chroot by the host's
+# kmod with this image's modules.dep.bin and modules.softdep (libcrc32c's soft dependency on
+# crc32c included), by lvsgen's artifacts or by the tests.
+EXTRA_MODULES=(
   crc32c_generic
-  virtio_pci 9pnet_virtio 9p overlay
   ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
   ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_twos
   ipip veth bridge dummy
+  ip6_tunnel sit fou fou6 ip_gre ip6_gre gre 8021q macvlan vrf nf_conntrack_netlink
 )
-# Modules that are put into the image but NOT loaded at boot: tests can `modprobe` them
-# inside the chroot (host kmod + this image's modules.dep.bin). Not preloaded because some
-# create devices in every namespace (ip_gre: gre0/gretap0/erspan0, sit: sit0, ...).
-EXTRA_MODULES=(ip6_tunnel sit fou fou6 ip_gre ip6_gre gre 8021q macvlan vrf nf_conntrack_netlink)
 # Modules that must exist (the others are taken "if present").
 REQUIRED_MODULES=(crc32c_generic virtio_pci 9pnet_virtio 9p overlay ip_vs ip_vs_rr ip_vs_wrr
                   ipip veth bridge dummy)
@@ -129,8 +131,13 @@ cp -L "$BB" "$R/bin/busybox"
 for a in $("$BB" --list); do
   [[ $a == busybox ]] || ln -sf busybox "$R/bin/$a"
 done
-# the kernel's module autoloader (request_module) runs /sbin/modprobe in the initramfs root
+# The kernel's module autoloader (request_module) runs /proc/sys/kernel/modprobe in the
+# initramfs root. /init points it at this refusal, which leaves a trace in the kernel log.
 ln -s ../bin/busybox "$R/sbin/modprobe"
+printf '%s\n' '#!/bin/sh' \
+  'echo "lvsgen-vm: refused module autoload: $*" > /dev/kmsg' \
+  'exit 1' > "$R/sbin/lvsgen-no-autoload"
+chmod 0755 "$R/sbin/lvsgen-no-autoload"
 if ldd "$BB" >/dev/null 2>&1; then
   while read -r lib; do
     mkdir -p "$R$(dirname "$lib")"

@@ -57,6 +57,8 @@ while read -r m; do
   insmod "$MD/$m" 2>/dev/null || [ -d "/sys/module/$(basename "$m" .ko | tr - _)" ] \
     || echo "LVSGEN-VM-WARN insmod $m failed"
 done < "$MD/lvsgen-boot-modules"
+# No autoloading from here on: every module the tests need is loaded by a modprobe someone wrote.
+echo /sbin/lvsgen-no-autoload > /proc/sys/kernel/modprobe || die "cannot turn off module autoloading"
 say "LVSGEN-VM-MODULES uptime=$(up)"
 
 # --- host root, read-only over 9p, with a tmpfs overlay --------------------------------------

@@ -7,11 +7,16 @@ For each example, one VM boot runs cluster/driver.py in three phases:
 - networkd: the generated etc/ installed and brought up by systemd-sysctl and systemd-networkd
             (the boot path), the rules file restored, traffic and ARP again, then setup.sh,
             which must find nothing to change.
-The driver only records facts; the expectations are computed here from lvsgen's own model.
+The driver only records facts. The expectations come from the raw cluster file, read by
+tests/vm/expect.py, which shares no code with lvsgen: a generator that misreads the file
+cannot make its own expectations agree with it. The mutants phase proves the checks can fail:
+each director's table is changed the way a generator bug would change it (weights flattened,
+a real server left out), traffic is sent again, and the answer check must report it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -27,81 +32,83 @@ sys.path.insert(0, str(HERE.parent))
 import vm  # noqa: E402
 from cases import ROOT, lvsgen  # noqa: E402
 
-from lvsgen import pipeline  # noqa: E402
-from lvsgen.model import Forwarding, Protocol  # noqa: E402
-from lvsgen.plan import host_state  # noqa: E402
+from expect import Cluster, check_answers, expected_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
 
 EXAMPLES = {"seed-dr": ROOT / "examples/seed-dr.json", "shop": ROOT / "examples/cluster.json"}
 
 
-def _service_key(svc) -> str:
-    return f"{svc.protocol.value} {svc.address}:{svc.port}"
-
-
-def _ipvs_key(svc) -> str:
-    return f"{svc.protocol.name} {svc.address}:{svc.port}"
-
-
-def expected_answers(svc) -> tuple[int, dict[str, int] | None, str]:
-    """(requests to send, exact split or None, rule) for one service, from the model."""
-    active = [rs for rs in svc.real_servers if rs.weight > 0]
-    assert all(rs.host for rs in active), "a test cluster's unmanaged real servers must have weight 0"
-    if svc.persistence is not None:
-        return 4, None, "persistent: one real server for every request"
-    if svc.scheduler == "rr":
-        return 2 * len(active), {rs.host: 2 for rs in active}, "rr: 2 each"
-    if svc.scheduler == "wrr":
-        return 2 * sum(rs.weight for rs in active), {rs.host: 2 * rs.weight for rs in active}, "wrr: 2 x weight each"
-    return 3 * len(active), None, "every real server at least once"
-
-
-def topology(cluster, out: str) -> dict:
+def topology(cluster: Cluster, out: str) -> dict:
     networks: list[str] = []
     hosts = []
-    for host in cluster.hosts:
-        net = str(host.address.network)
+    for name, host in cluster.hosts.items():
+        net = str(ipaddress.ip_interface(host["address"]).network)
         if net not in networks:
             networks.append(net)
-        state = host_state(cluster, host)
-        serve = sorted({
-            f"{svc.protocol.value}:{svc.address}:{svc.port}"
-            for vip in cluster.vips for svc in vip.services
-            if any(rs.host == host.name for rs in svc.real_servers)
-        })
+        serve = sorted({f"{svc['protocol']}:{svc['vip']}:{svc['port']}" for svc in cluster.services if name in svc["weights"]})
         own_units = {}
-        if host.network_file:
+        if host.get("network_file"):
             # The file the host already has (network_file): it configures the host's address.
-            own_units[host.network_file] = f"[Match]\nName={host.interface}\n\n[Network]\nAddress={host.address.with_prefixlen}\n"
+            own_units[host["network_file"]] = f"[Match]\nName={host['interface']}\n\n[Network]\nAddress={host['address']}\n"
         hosts.append({
-            "name": host.name, "hostname": host.hostname, "role": host.role.value,
-            "interface": host.interface, "network": net, "serve": serve,
-            "addresses": [[a.cidr, a.device] for a in state.addresses],
+            "name": name, "hostname": cluster.hostname(name), "role": host["role"],
+            "interface": host["interface"], "network": net, "serve": serve,
+            "addresses": [list(a) for a in cluster.addresses(name)],
             "own_units": own_units,
         })
-    director = next(h for h in cluster.hosts if h.is_director)
-    used = {h.address.ip for h in cluster.hosts} | {v.address for v in cluster.vips}
-    client_ip = next(ip for ip in reversed(list(director.address.network.hosts())) if ip not in used)
+    director = cluster.hosts[cluster.directors()[0]]
+    director_net = ipaddress.ip_interface(director["address"]).network
+    used = {ipaddress.ip_interface(h["address"]).ip for h in cluster.hosts.values()} | {ipaddress.ip_address(v["address"]) for v in cluster.vips}
+    client_ip = next(ip for ip in reversed(list(director_net.hosts())) if ip not in used)
     plan, big = [], []
+    for svc in cluster.services:
+        n, _, _ = expected_answers(svc)
+        plan.append({"key": svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n})
     for vip in cluster.vips:
-        for svc in vip.services:
-            n, _, _ = expected_answers(svc)
-            plan.append({"key": _service_key(svc), "protocol": svc.protocol.value, "vip": str(svc.address), "port": svc.port, "n": n})
-        if not any(b["director"] == vip.director for b in big):
-            tcp = next((s for s in vip.services if s.protocol is Protocol.TCP and s.persistence is None), None)
+        if not any(b["director"] == vip["director"] for b in big):
+            tcp = next((s for s in cluster.services if s["vip"] == vip["address"] and s["protocol"] == "tcp" and not s["persistent"]), None)
             if tcp is not None:
-                big.append({"director": vip.director, "vip": str(vip.address), "port": tcp.port})
+                big.append({"director": vip["director"], "vip": vip["address"], "port": tcp["port"]})
     return {
         "hosts": hosts,
         "networks": networks,
-        "client": {"name": "client", "interface": "eth0", "address": f"{client_ip}/{director.address.network.prefixlen}", "network": str(director.address.network)},
-        "vips": [{"address": str(v.address), "director": v.director} for v in cluster.vips],
+        "client": {"name": "client", "interface": "eth0", "address": f"{client_ip}/{director_net.prefixlen}", "network": str(director_net)},
+        "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
         "plan": plan,
         "big": big,
         "trees": {"main": out, "noarp": f"{out}-noarp"},
+        "mutants": {name: {"tree": f"{out}-{name}", "hosts": cluster.directors()} for name in MUTANTS},
         "phases": ["setup", "noarp", "networkd"],
     }
+
+
+# --- mutants: the director's table as a generator bug would write it --------------------------------
+def _flatten_weights(rules: str) -> str:
+    """Every weight above 1 becomes 1 (the model bug that once passed every VM test); in a
+    cluster without such weights, the first real server goes to weight 0 instead."""
+    out = re.sub(r" -w ([2-9]|[1-9][0-9]+)$", " -w 1", rules, flags=re.M)
+    if out == rules:
+        out = re.sub(r"^(-a .* -w )1$", r"\g<1>0", rules, count=1, flags=re.M)
+    return out
+
+
+def _drop_real_server(rules: str) -> str:
+    """The first real server line is left out."""
+    return re.sub(r"^-a .*\n", "", rules, count=1, flags=re.M)
+
+
+MUTANTS = {"weights-flattened": _flatten_weights, "real-server-dropped": _drop_real_server}
+
+
+def make_mutant(src: Path, dest: Path, directors: list[str], mutate) -> None:
+    shutil.copytree(src, dest)
+    for director in directors:
+        rules = dest / director / "etc/lvsgen/ipvsadm.rules"
+        text = rules.read_text()
+        changed = mutate(text)
+        assert changed != text, f"mutant changed nothing in {rules}"
+        rules.write_text(changed)
 
 
 def strip_arp(tree: Path) -> None:
@@ -128,7 +135,9 @@ def cluster_run(request, tmp_path_factory):
     assert build.returncode == 0, build.stderr
     shutil.copytree(work / "out", work / "out-noarp")
     strip_arp(work / "out-noarp")
-    cluster = pipeline.load(EXAMPLES[name])
+    cluster = Cluster(EXAMPLES[name])
+    for mutant, mutate in MUTANTS.items():
+        make_mutant(work / "out", work / f"out-{mutant}", cluster.directors(), mutate)
     (work / "topology.json").write_text(json.dumps(topology(cluster, "out"), indent=1))
     for f in ("run.sh", "driver.py", "peer.py"):
         shutil.copy2(HERE / "cluster" / f, work / f)
@@ -148,29 +157,6 @@ def phase(cluster_run, name: str) -> dict:
     return r
 
 
-def services(cluster_run):
-    return [svc for vip in cluster_run["cluster"].vips for svc in vip.services]
-
-
-def check_answers(cluster, answers: dict) -> list[str]:
-    problems = []
-    for vip in cluster.vips:
-        for svc in vip.services:
-            got = answers.get(_service_key(svc), [])
-            n, split, rule = expected_answers(svc)
-            counts = {name: got.count(name) for name in set(got)}
-            members = {rs.host for rs in svc.real_servers if rs.weight > 0}
-            if len(got) != n or set(counts) - members:
-                problems.append(f"{_service_key(svc)}: {got} (expected {n} answers from {sorted(members)})")
-            elif split is not None and counts != split:
-                problems.append(f"{_service_key(svc)}: {counts}, expected {split} ({rule})")
-            elif svc.persistence is not None and len(counts) != 1:
-                problems.append(f"{_service_key(svc)}: {counts}, expected one real server ({rule})")
-            elif split is None and svc.persistence is None and set(counts) != members:
-                problems.append(f"{_service_key(svc)}: {counts}, expected every one of {sorted(members)} ({rule})")
-    return problems
-
-
 def check_arp(arp: dict) -> list[str]:
     return [
         f"ARP for {vip}: answered by {seen['macs']}, expected only the director's {seen['director_mac']}"
@@ -184,7 +170,7 @@ def test_every_setup_sh_succeeds(cluster_run):
     first = phase(cluster_run, "setup")["first"]
     failed = {h: r["output"] for h, r in first.items() if r["rc"] != 0}
     assert not failed, json.dumps(failed, indent=1)
-    assert set(first) == {h.name for h in cluster_run["cluster"].hosts}
+    assert set(first) == set(cluster_run["cluster"].hosts)
 
 
 def test_every_real_server_answers_in_the_scheduled_split(cluster_run):
@@ -195,7 +181,7 @@ def test_every_real_server_answers_in_the_scheduled_split(cluster_run):
 
 def test_arp_for_each_vip_is_answered_by_the_director_only(cluster_run):
     arp = phase(cluster_run, "setup")["arp"]
-    assert set(arp) == {str(v.address) for v in cluster_run["cluster"].vips}
+    assert set(arp) == {v["address"] for v in cluster_run["cluster"].vips}
     assert check_arp(arp) == []
 
 
@@ -206,17 +192,15 @@ def test_dr_replies_bypass_the_director(cluster_run):
         # The client received 4 MiB; the director saw only the requests and ACKs.
         assert seen["client_rx"] > 4_000_000, seen
         assert seen["director_rx"] < seen["client_rx"] / 20, seen
-    for svc in services(cluster_run):
-        if svc.forwarding is Forwarding.DR:
-            director = next(v.director for v in cluster_run["cluster"].vips if v.name == svc.vip)
-            conns, inpkts, outpkts = r["stats"][director][_ipvs_key(svc)]
-            assert conns > 0 and inpkts > 0, (svc, r["stats"][director])
-            assert outpkts == 0, f"{_ipvs_key(svc)}: OutPkts {outpkts}: replies went through the director"
+    for svc in cluster_run["cluster"].services:  # all DR (expect.py refuses anything else)
+        conns, inpkts, outpkts = r["stats"][svc["director"]][svc["ipvs_key"]]
+        assert conns > 0 and inpkts > 0, (svc, r["stats"][svc["director"]])
+        assert outpkts == 0, f"{svc['ipvs_key']}: OutPkts {outpkts}: replies went through the director"
 
 
 def test_saved_table_equals_the_rules_file(cluster_run):
     saved = phase(cluster_run, "setup")["saved"]
-    directors = [h.name for h in cluster_run["cluster"].hosts if h.is_director]
+    directors = cluster_run["cluster"].directors()
     assert sorted(saved) == sorted(directors)
     for director in directors:
         rules = (cluster_run["work"] / "out" / director / "etc/lvsgen/ipvsadm.rules").read_text()
@@ -237,15 +221,43 @@ def test_second_run_of_every_setup_sh_changes_nothing(cluster_run):
 def test_idempotence_snapshot_covers_the_state(cluster_run):
     """The snapshot compared above really holds the VIPs, sysctls and table it must compare."""
     r = phase(cluster_run, "setup")
-    for host in cluster_run["cluster"].hosts:
-        snap = r["before"][host.name]
-        for address in host_state(cluster_run["cluster"], host).addresses:
-            assert f" {address.cidr} " in snap or f" {address.cidr}\n" in snap, (host.name, address)
-        if host.is_director:
-            assert (cluster_run["work"] / "out" / host.name / "etc/lvsgen/ipvsadm.rules").read_text().splitlines()[0] in snap
+    cluster = cluster_run["cluster"]
+    for name, host in cluster.hosts.items():
+        snap = r["before"][name]
+        for cidr, _ in cluster.addresses(name):
+            assert f" {cidr} " in snap or f" {cidr}\n" in snap, (name, cidr)
+        if host["role"] == "director":
+            assert (cluster_run["work"] / "out" / name / "etc/lvsgen/ipvsadm.rules").read_text().splitlines()[0] in snap
             assert "/var/lib/lvsgen/record" in snap and "/etc/systemd/system/multi-user.target.wants/lvsgen.service" in snap
         else:
-            assert re.search(r"^net\.ipv4\.conf\.all\.arp_ignore = 1$", snap, re.M), host.name
+            assert re.search(r"^net\.ipv4\.conf\.all\.arp_ignore = 1$", snap, re.M), name
+
+
+def _modules_load_d(cluster_run) -> set[str]:
+    """Every module named in the hosts' generated modules-load.d files."""
+    out = set()
+    for conf in (cluster_run["work"] / "out").glob("*/etc/modules-load.d/*.conf"):
+        out |= {line.strip() for line in conf.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    return out
+
+
+@pytest.mark.parametrize("path", ["setup", "networkd"])
+def test_each_path_starts_on_a_bare_kernel_and_loads_its_modules_itself(cluster_run, path):
+    """No IPVS, dummy or ipip module is loaded before either path runs, and the kernel's
+    autoloader is off: setup.sh's modprobe, and at boot systemd-modules-load with lvsgen's
+    modules-load.d, must load every module the cluster needs."""
+    r = phase(cluster_run, path)
+    assert r["bare"] == [], f"still loaded before the {path} path: {r['bare']}"
+    wanted = _modules_load_d(cluster_run)
+    assert "ip_vs" in wanted, wanted
+    assert wanted <= set(r["modules"]), f"not loaded by the {path} path: {sorted(wanted - set(r['modules']))}"
+
+
+def test_nothing_relied_on_the_kernels_module_autoloader(cluster_run):
+    # systemd-networkd asks for the wireless netlink family (nl80211) at start, and goes on
+    # without it: not lvsgen's. Any other request was something the artifacts failed to load.
+    refused = [line for line in cluster_run["results"]["autoload_refused"] if not line.endswith("-family-nl80211")]
+    assert refused == []
 
 
 # --- phase: negative control -----------------------------------------------------------------------
@@ -255,6 +267,18 @@ def test_negative_control_without_arp_settings_is_detected(cluster_run):
     problems = check_arp(r["arp"])
     assert problems, "with the real servers' ARP settings cut out, the ARP check still passed: it cannot fail"
     assert any(len(seen["macs"]) > 1 for seen in r["arp"].values())
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_mutant_table_fails_the_answer_check(cluster_run, mutant):
+    """A generator bug's table, converged onto the running cluster: the check that passed on
+    the real build must now report a problem (else it could not catch that bug)."""
+    r = phase(cluster_run, "setup")["mutants"][mutant]
+    assert all(x["rc"] == 0 for x in r["apply"].values()), r["apply"]
+    problems = check_answers(cluster_run["cluster"], r["answers"])
+    print(f"{cluster_run['name']}: {mutant}: {problems}")
+    assert problems, f"{mutant}: the answer check passed on a wrong table: it cannot catch this bug"
+    assert all(x["rc"] == 0 for x in r["restore"].values()), r["restore"]
 
 
 # --- phase: systemd-networkd -------------------------------------------------------------------------
@@ -267,7 +291,7 @@ def test_boot_unit_loads_the_table_before_the_network(cluster_run):
     """The generated unit's ExecStart, run after systemd-sysctl and before systemd-networkd
     as its ordering says, loads every director's table: no step is done by hand."""
     boot = phase(cluster_run, "networkd")["boot_unit"]
-    directors = [h.name for h in cluster_run["cluster"].hosts if h.is_director]
+    directors = cluster_run["cluster"].directors()
     assert sorted(boot) == sorted(directors)
     for director, result in boot.items():
         assert result["rc"] == "0", f"{director}: {result}"

@@ -6,7 +6,8 @@ host-side pytest (tests/vm/test_vm_cluster.py) turns the facts into one test per
   hosts: [{name, hostname, role, interface, network, addresses: [[cidr, dev]...],
            serve: ["tcp:VIP:PORT", ...]}],  networks: [cidr...],  client: {address, network},
   vips: [{address, director}], plan: [client requests], big: [{director, vip, port}],
-  trees: {"main": "out", "noarp": "out-noarp"}
+  trees: {"main": "out", "noarp": "out-noarp"},
+  mutants: {name: {tree, hosts: [directors]}}  (trees whose tables a generator bug would write)
 Each host runs in its own network namespace and, for every command, its own mount and UTS
 namespace: its own copy of /etc (so that setup.sh installs files for that host only) and its
 own hostname (so that setup.sh's hostname check passes without --force).
@@ -57,8 +58,35 @@ def in_host(host, args, **kw):
     return run(host_args(host, args), **kw)
 
 
+# --- modules: the guest is bare (tests/vm/build-image.sh) ------------------------------------------
+def lvs_modules_loaded():
+    """The modules lvsgen's artifacts may load (IPVS and its schedulers, dummy, ipip) that are loaded."""
+    return sorted(m for m in os.listdir("/sys/module")
+                  if (m.startswith("ip_vs") or m in ("dummy", "ipip")) and os.path.exists(f"/sys/module/{m}/refcnt"))
+
+
+def unload_lvs_modules():
+    """Back to a bare kernel before a path that must load everything itself; returns what is
+    still loaded (nothing, or the test of that path fails)."""
+    for _ in range(20):
+        loaded = lvs_modules_loaded()
+        if not loaded:
+            return []
+        # schedulers before ip_vs, which they use
+        run(["modprobe", "-r", "-a", *sorted(loaded, key=lambda m: m == "ip_vs")], check=False)
+        time.sleep(0.5)
+    return lvs_modules_loaded()
+
+
+def autoload_refusals():
+    """What the kernel tried to autoload since boot (the autoloader is off in the guest)."""
+    text = run(["dmesg"], check=False).stdout
+    return [line for line in text.splitlines() if "refused module autoload" in line]
+
+
 # --- topology -----------------------------------------------------------------------------------
 def build_topology():
+    run(["modprobe", "-a", "veth", "bridge"])  # the test bed's own devices
     os.makedirs(f"{VM}/etc", exist_ok=True)
     for i, net in enumerate(TOPO["networks"]):
         run(["ip", "link", "add", f"br{i}", "type", "bridge"])
@@ -248,6 +276,7 @@ def start_networkd(tree):
         for d in /usr/lib/systemd/network /usr/local/lib/systemd/network; do
           if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
         done
+        /lib/systemd/systemd-modules-load || echo "systemd-modules-load failed: $?"
         /lib/systemd/systemd-sysctl || echo "systemd-sysctl failed: $?"
         if [ "$#" -gt 0 ]; then
           "$@" > /run/lvsgen/boot-unit.log 2>&1
@@ -291,8 +320,10 @@ def start_networkd(tree):
 
 
 def phase_setup():
+    bare = unload_lvs_modules()
     build_topology()
-    r = {"first": run_setups(TOPO["trees"]["main"], "setup.sh")}
+    r = {"bare": bare, "first": run_setups(TOPO["trees"]["main"], "setup.sh")}
+    r["modules"] = lvs_modules_loaded()
     servers = start_servers()
     r["answers"] = client(TOPO["plan"])
     r["arp"] = arp_answers()
@@ -302,10 +333,30 @@ def phase_setup():
     r["before"] = snapshots()
     r["second"] = run_setups(TOPO["trees"]["main"], "setup.sh again")
     r["after"] = snapshots()
+    r["mutants"] = mutants()
     for p in servers:
         p.kill()
     teardown()
     return r
+
+
+def mutants():
+    """Each mutant tree (a director table as a generator bug would write it) converged onto the
+    running cluster, the same traffic sent again, then the real tree put back."""
+    out = {}
+    for name, m in TOPO.get("mutants", {}).items():
+        hosts = [h for h in TOPO["hosts"] if h["name"] in m["hosts"]]
+        r = {"apply": {}, "restore": {}}
+        for host in hosts:
+            p = in_host(host, ["bash", f"{T}/{m['tree']}/{host['name']}/setup.sh", "--no-drain"], check=False)
+            r["apply"][host["name"]] = {"rc": p.returncode, "output": p.stdout + p.stderr}
+        r["answers"] = client(TOPO["plan"])
+        for host in hosts:
+            p = in_host(host, ["bash", f"{T}/{TOPO['trees']['main']}/{host['name']}/setup.sh", "--no-drain"], check=False)
+            r["restore"][host["name"]] = {"rc": p.returncode, "output": p.stdout + p.stderr}
+        log("mutant", name, "applied and restored")
+        out[name] = r
+    return out
 
 
 def phase_noarp():
@@ -317,8 +368,11 @@ def phase_noarp():
 
 
 def phase_networkd():
+    bare = unload_lvs_modules()
     build_topology()
     procs, r = start_networkd(TOPO["trees"]["main"])
+    r["bare"] = bare
+    r["modules"] = lvs_modules_loaded()
     servers = start_servers()
     r["answers"] = client(TOPO["plan"])
     r["arp"] = arp_answers()
@@ -341,6 +395,7 @@ def main():
             teardown()
         RESULTS.setdefault("timing", {})[name] = round(time.time() - t0, 1)
         log("phase", name, "took", RESULTS["timing"][name], "s")
+    RESULTS["autoload_refused"] = autoload_refusals()
     with open(f"{T}/results.json", "w") as fh:
         json.dump(RESULTS, fh, indent=1, sort_keys=True)
     print("1 passed, 0 failed")

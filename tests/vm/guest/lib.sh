@@ -67,6 +67,7 @@ vm_ns_add() {
 
 # vm_bridge NAME: create an up bridge in the guest's root namespace
 vm_bridge() {
+  modprobe -a veth bridge # the guest is bare: the test bed loads its own device modules
   ip link add "$1" type bridge
   ip link set "$1" up
 }

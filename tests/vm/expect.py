@@ -1,0 +1,122 @@
+"""What a cluster file says must happen in the VM, read from the raw JSON document.
+
+Nothing here imports lvsgen: if lvsgen misread the file (dropped a real server, flattened a
+weight, lost a VIP), its artifacts would be wrong and these expectations would still be
+right, so the VM checks fail. The only knowledge taken from outside the document is what
+the user reads too: the defaults the JSON Schema declares, and the documented placement of
+DR VIPs (the director's interface; a real server's dummy device `lvs0`, or `lo`).
+
+Only what the VM examples use is covered (DR services); anything else is refused, so that a
+new example cannot be half-checked by accident.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SCHEMA = json.loads((ROOT / "schemas" / "cluster.schema.json").read_text())
+
+
+def _default(definition: str, prop: str):
+    return SCHEMA["$defs"][definition]["properties"][prop]["default"]
+
+
+DEFAULT_PROTOCOL = _default("service", "protocol")
+DEFAULT_SCHEDULER = _default("service", "scheduler")
+DEFAULT_WEIGHT = _default("real_server", "weight")
+DEFAULT_VIP_DEVICE = _default("host", "vip_device")
+DUMMY = "lvs0"  # README: "dummy (default: the device lvs0)"
+
+
+class Cluster:
+    """The document, with the schema's defaults filled in, as plain dicts and lists."""
+
+    def __init__(self, path: Path):
+        self.doc = json.loads(Path(path).read_text())
+        self.hosts: dict[str, dict] = self.doc["hosts"]
+        self.vips: list[dict] = []
+        self.services: list[dict] = []
+        for vip_name, vip in self.doc["vips"].items():
+            address = str(ipaddress.ip_address(vip["address"]))
+            self.vips.append({"name": vip_name, "address": address, "director": vip["director"]})
+            for svc in vip["services"]:
+                if svc.get("forwarding") != "dr" or "fwmark" in svc:
+                    raise ValueError(f"expect.py covers DR services on an address only: {vip_name} {svc}")
+                protocol = svc.get("protocol", DEFAULT_PROTOCOL)
+                members = {}
+                unmanaged = []
+                for rs in svc["real_servers"]:
+                    weight = rs.get("weight", DEFAULT_WEIGHT)
+                    if "host" in rs:
+                        members[rs["host"]] = weight
+                    else:
+                        unmanaged.append((rs["address"], weight))
+                self.services.append({
+                    "key": f"{protocol} {address}:{svc['port']}",
+                    "ipvs_key": f"{protocol.upper()} {address if ':' not in address else '[' + address + ']'}:{svc['port']}",
+                    "protocol": protocol,
+                    "vip": address,
+                    "port": svc["port"],
+                    "director": vip["director"],
+                    "scheduler": svc.get("scheduler", DEFAULT_SCHEDULER),
+                    "persistent": "persistence" in svc,
+                    "weights": members,  # managed real server -> weight, as written
+                    "unmanaged": unmanaged,
+                })
+
+    def directors(self) -> list[str]:
+        return [name for name, h in self.hosts.items() if h["role"] == "director"]
+
+    def hostname(self, name: str) -> str:
+        return self.hosts[name].get("hostname", name)
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """(cidr, device) every host must have: its own address, and its VIPs."""
+        host = self.hosts[name]
+        out = [(str(ipaddress.ip_interface(host["address"])), host["interface"])]
+        for svc in self.services:
+            prefix = 32 if ":" not in svc["vip"] else 128
+            if host["role"] == "director" and svc["director"] == name:
+                where = host["interface"]
+            elif host["role"] != "director" and name in svc["weights"]:
+                where = DUMMY if host.get("vip_device", DEFAULT_VIP_DEVICE) == "dummy" else "lo"
+            else:
+                continue
+            if (f"{svc['vip']}/{prefix}", where) not in out:
+                out.append((f"{svc['vip']}/{prefix}", where))
+        return out
+
+
+def expected_answers(svc: dict) -> tuple[int, dict[str, int] | None, str]:
+    """(requests to send, exact split or None, rule) for one service."""
+    active = {host: w for host, w in svc["weights"].items() if w > 0}
+    assert all(w == 0 for _, w in svc["unmanaged"]), "a test cluster's unmanaged real servers must have weight 0"
+    if svc["persistent"]:
+        return 4, None, "persistent: one real server for every request"
+    if svc["scheduler"] == "rr":
+        return 2 * len(active), {host: 2 for host in active}, "rr: 2 each"
+    if svc["scheduler"] == "wrr":
+        return 2 * sum(active.values()), {host: 2 * w for host, w in active.items()}, "wrr: 2 x weight each"
+    return 3 * len(active), None, "every real server at least once"
+
+
+def check_answers(cluster: Cluster, answers: dict) -> list[str]:
+    """Every problem with the answers the client got, service by service."""
+    problems = []
+    for svc in cluster.services:
+        got = answers.get(svc["key"], [])
+        n, split, rule = expected_answers(svc)
+        counts = {name: got.count(name) for name in set(got)}
+        members = {host for host, w in svc["weights"].items() if w > 0}
+        if len(got) != n or set(counts) - members:
+            problems.append(f"{svc['key']}: {got} (expected {n} answers from {sorted(members)})")
+        elif split is not None and counts != split:
+            problems.append(f"{svc['key']}: {counts}, expected {split} ({rule})")
+        elif svc["persistent"] and len(counts) != 1:
+            problems.append(f"{svc['key']}: {counts}, expected one real server ({rule})")
+        elif split is None and not svc["persistent"] and set(counts) != members:
+            problems.append(f"{svc['key']}: {counts}, expected every one of {sorted(members)} ({rule})")
+    return problems
