@@ -1,29 +1,647 @@
-"""Property tests: no input makes lvsgen crash, and no input leaves a partial tree.
+"""Property tests: drawn clusters build, every file they build parses and lints, no input makes
+lvsgen crash, and a build that fails halfway leaves the previous tree as it was.
 
-Two sources of inputs: documents drawn from the schema itself (hypothesis-jsonschema), which
-reach the semantic checks and the generator, and the examples with one value replaced by
-arbitrary JSON, which reach every error path.
+Four sources of inputs:
+- clusters drawn by a strategy that knows the rules (`_clusters`): most of them are valid by
+  construction and must build; the rest carry one known mistake and must be rejected with a
+  message that names its JSON path. The test asserts the share that built, so a generator
+  that drifts into drawing only invalid documents fails instead of passing in silence;
+- documents drawn from the schema itself (hypothesis-jsonschema): these almost never pass
+  the semantic checks, so they reach the error paths, not the generator;
+- the examples with one value replaced by arbitrary JSON: every error path;
+- a rebuild into an existing tree with a fault injected into the n-th write, rename or mkdir.
+
+Every build goes through the real CLI (typer's CliRunner on lvsgen.cli.app), the code path
+users hit, with its exit codes and messages.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
+import hashlib
+import ipaddress
 import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
+from typer.testing import CliRunner
 
-from lvsgen import pipeline, writer
-from lvsgen.errors import InputError
+from lvsgen import cli, pipeline, writer
+from lvsgen.plan import MANIFEST, File
 from lvsgen.schema import load_schema
 
-from cases import ROOT
+from cases import ROOT, tree
 
 EXAMPLES = [ROOT / "examples/seed-dr.json", ROOT / "examples/cluster.json", ROOT / "tests/cases/mixed/cluster.json"]
+SCHEMA = load_schema()
+_DEFS = SCHEMA["$defs"]
+# Names lvsgen gives its temporary and backup files; none may outlive a build.
+LEFTOVER = re.compile(r"lvsgen-(tmp|old)")
+
+
+# --- running the CLI ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def build(src: Path, out: Path) -> Run:
+    """`lvsgen build SRC -o OUT`, in process, through the CLI users run. An exception that
+    escapes the CLI (a traceback a user would see) fails the test here."""
+    result = CliRunner(env={"LVSGEN_DEBUG": None}).invoke(cli.app, ["build", str(src), "-o", str(out)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"lvsgen build let an exception through: {result.exception!r}") from result.exception
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def assert_rejected(run: Run, src: Path, expected_path: str | None = None) -> None:
+    """Exit 1; one `FILE::$.path: message` line per problem, then the count; no traceback."""
+    assert run.code == 1, run
+    assert run.stdout == ""
+    assert "Traceback" not in run.stderr and "internal error" not in run.stderr, run.stderr
+    *problems, last = run.stderr.splitlines()
+    assert problems, run.stderr
+    count = len(problems)
+    assert last == f"lvsgen: {src}: {count} problem{'s' if count != 1 else ''}; nothing was written", run.stderr
+    for line in problems:  # FILE::$.json.path: ..., or FILE:line:col: ... for JSON syntax
+        assert line.startswith(f"{src}::$") or re.match(rf"{re.escape(str(src))}(:\d+:\d+)?: ", line), line
+    if expected_path is not None:
+        # The problem is at the path or below it: $.vips.www.services[0] or ...[0].port
+        wanted = f"{src}::{expected_path}"
+        assert any(line.startswith(wanted) and line[len(wanted)] in ":.[" for line in problems), (
+            f"no problem names {expected_path}:\n{run.stderr}"
+        )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, bytes, int]]:
+    """Every entry below folder, folders and links included: path -> (kind, content, mode)."""
+    out: dict[str, tuple[str, bytes, int]] = {}
+    if not folder.exists():
+        return out
+    for path in sorted(folder.rglob("*")):
+        st_ = path.lstat()
+        if stat.S_ISDIR(st_.st_mode):
+            entry = ("dir", b"", stat.S_IMODE(st_.st_mode))
+        elif stat.S_ISLNK(st_.st_mode):
+            entry = ("link", os.readlink(path).encode(), 0)
+        else:
+            entry = ("file", path.read_bytes(), stat.S_IMODE(st_.st_mode))
+        out[path.relative_to(folder).as_posix()] = entry
+    return out
+
+
+def json_path(*parts: str | int) -> str:
+    """A JSON path as the README spells it: $.vips.www.services[0], $.hosts["x-1"]."""
+    out = "$"
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+# --- drawing clusters that follow the rules ---------------------------------------------------
+# Documentation networks only (RFC 5737, RFC 3849), cut so that hosts share some of them and
+# not others: DR needs the director's network, NAT one of its networks, TUN any IPv4 one.
+NETS4 = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/25", "198.51.100.128/25", "203.0.113.0/26", "203.0.113.64/27"))
+NETS6 = tuple(ipaddress.ip_network(n) for n in ("2001:db8:1::/64", "2001:db8:2::/64", "2001:db8:a::/48"))
+INTERFACES = ["eth0", "ens3", "eth0.100", "bond0", "enp0s31f6", "ens3.42", "e_1", "wan-0"]
+NAT_INTERFACES = ["eth1", "ens4", "eth1.200", "lan_1"]
+SCHEDULERS = _DEFS["service"]["properties"]["scheduler"]["enum"]
+IPVS_KNOBS = ["expire_nodest_conn", "expire_quiescent_template", "conn_reuse_mode", "sloppy_tcp", "schedule_icmp"]
+
+
+@dataclass
+class Net:
+    """A host's address on one network, for the strategy's bookkeeping."""
+
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class Drawn:
+    document: dict[str, Any]
+    broken: str | None  # None: valid by construction; else the JSON path of the one mistake
+
+
+class _Pool:
+    """Unique addresses: no host, VIP or bare real server shares one by accident."""
+
+    def __init__(self) -> None:
+        self.used: set[Any] = set()
+
+    def take(self, draw: st.DrawFn, net: Any) -> Any:
+        last = min(net.num_addresses - 2, 5000)
+        offset = draw(st.integers(1, last))
+        while net[offset] in self.used:
+            offset = offset % last + 1
+        self.used.add(net[offset])
+        return net[offset]
+
+
+def _text(draw: st.DrawFn, address: Any) -> str:
+    """IPv6 sometimes in its long form: lvsgen must print the RFC 5952 one either way."""
+    if address.version == 6 and draw(st.integers(0, 3)) == 0:
+        return address.exploded.upper() if draw(st.booleans()) else address.exploded
+    return str(address)
+
+
+def _names(draw: st.DrawFn, prefixes: list[str], count: int) -> list[str]:
+    prefix = draw(st.sampled_from(prefixes))
+    return [f"{prefix}{i + 1}" for i in range(count)]
+
+
+@st.composite
+def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A cluster that breaks no rule, and which hosts are directors and real servers."""
+    pool = _Pool()
+    hosts: dict[str, Any] = {}
+    nets: dict[str, list[Net]] = {}  # host -> its networks (front first, then NAT)
+    directors = _names(draw, ["lb", "dir", "edge-", "d"], draw(st.integers(1, 3)))
+    for name in directors:
+        family = draw(st.sampled_from([4, 4, 4, 6]))
+        front = draw(st.sampled_from(NETS4 if family == 4 else NETS6))
+        ip = pool.take(draw, front)
+        iface = draw(st.sampled_from(INTERFACES))
+        host: dict[str, Any] = {"role": "director", "interface": iface, "address": f"{_text(draw, ip)}/{front.prefixlen}"}
+        nets[name] = [Net(ip, front)]
+        if draw(st.integers(0, 2)) == 0:
+            nat_net = draw(st.sampled_from([n for n in (NETS4 if family == 4 else NETS6) if n != front]))
+            nat_ip = pool.take(draw, nat_net)
+            host["nat_address"] = f"{_text(draw, nat_ip)}/{nat_net.prefixlen}"
+            if draw(st.integers(0, 3)):
+                host["nat_interface"] = draw(st.sampled_from(NAT_INTERFACES))
+            nets[name].append(Net(nat_ip, nat_net))
+        optional = {
+            "hostname": st.just(f"{name}.example.net"),
+            "network_file": st.just(f"10-{iface}.network"),
+            "owns_ipvs_table": st.booleans(),
+            "drain_timeout": st.integers(0, 86400),
+            "ipvs_sysctls": st.dictionaries(st.sampled_from(IPVS_KNOBS), st.integers(0, 2147483647), max_size=3),
+        }
+        for key, strategy in optional.items():
+            if draw(st.integers(0, 3)) == 0:
+                host[key] = draw(strategy)
+        hosts[name] = host
+    # Real servers mostly on the directors' networks, sometimes on one of their own (TUN).
+    home = [n.net for name in directors for n in nets[name]]
+    reals = _names(draw, ["rs", "web", "app-", "n", "r" * 60], draw(st.integers(0, 6)))
+    for name in reals:
+        net = draw(st.sampled_from(home + home + list(NETS4 + NETS6)))
+        ip = pool.take(draw, net)
+        iface = draw(st.sampled_from(INTERFACES))
+        host = {"role": "real-server", "interface": iface, "address": f"{_text(draw, ip)}/{net.prefixlen}"}
+        for key, strategy in {
+            "hostname": st.just(f"{name}.example.net"),
+            "network_file": st.just(f"20-{iface}.network"),
+            "vip_device": st.sampled_from(["dummy", "lo"]),
+        }.items():
+            if draw(st.integers(0, 3)) == 0:
+                host[key] = draw(strategy)
+        hosts[name] = host
+        nets[name] = [Net(ip, net)]
+
+    vips: dict[str, Any] = {}
+    for vname in _names(draw, ["www", "api", "v", "x-1-"], draw(st.integers(1, 4))):
+        director = draw(st.sampled_from(directors))
+        front = nets[director][0].net
+        family = front.version
+        on_front = draw(st.integers(0, 3)) > 0
+        vip_net = front if on_front else draw(st.sampled_from(NETS4 if family == 4 else NETS6))
+        vip_ip = pool.take(draw, vip_net)
+        services = []
+        taken: set[tuple[str, int]] = set()
+        for _ in range(draw(st.integers(1, 3))):
+            protocol = draw(st.sampled_from(["tcp", "tcp", "udp", "sctp"]))
+            port = draw(st.sampled_from([80, 443, 53, 8080, 3868, 1, 65535]) | st.integers(1, 65535))
+            while (protocol, port) in taken:
+                port = port % 65535 + 1
+            taken.add((protocol, port))
+            forwarding = draw(st.sampled_from(["dr", "nat", "tun"] if family == 4 else ["dr", "nat"]))
+            director_nets = [n.net for n in nets[director] if n.net.version == family]
+            if forwarding == "dr":
+                reachable = [front]
+            elif forwarding == "nat":
+                reachable = director_nets
+            else:
+                reachable = list(NETS4)
+            eligible = [r for r in reals if any(nets[r][0].ip in net for net in reachable)]
+            chosen = draw(st.lists(st.sampled_from(eligible), unique=True, max_size=4)) if eligible else []
+            entries: list[dict[str, Any]] = [{"host": r} for r in chosen]
+            for _ in range(draw(st.integers(0 if chosen else 1, 2))):
+                entries.append({"address": _text(draw, pool.take(draw, draw(st.sampled_from(reachable))))})
+            if draw(st.integers(0, 5)) == 0:
+                entries.append({"host": director, "localnode": True})
+            for entry in entries:
+                if draw(st.integers(0, 2)) == 0:
+                    entry["weight"] = draw(st.integers(0, 65535))
+                if forwarding == "nat" and draw(st.integers(0, 2)) == 0:
+                    entry["port"] = draw(st.integers(1, 65535))
+                elif draw(st.integers(0, 7)) == 0:
+                    entry["port"] = port  # allowed under dr and tun: it is no remapping
+            entries = draw(st.permutations(entries))
+            service: dict[str, Any] = {"port": port, "forwarding": forwarding, "real_servers": entries}
+            if protocol != "tcp" or draw(st.booleans()):
+                service["protocol"] = protocol
+            if draw(st.booleans()):
+                service["scheduler"] = draw(st.sampled_from(SCHEDULERS))
+            if draw(st.integers(0, 2)) == 0:
+                persistence: dict[str, Any] = {"timeout": draw(st.integers(1, 2678400))}
+                if draw(st.booleans()):
+                    persistence["granularity"] = draw(st.integers(1, 32 if family == 4 else 128))
+                service["persistence"] = persistence
+            services.append(service)
+        vips[vname] = {"address": _text(draw, vip_ip), "director": director, "services": services}
+
+    document: dict[str, Any] = {"cluster": draw(st.sampled_from(["prop", "shop", "c-1", "x" * 63])), "hosts": hosts, "vips": vips}
+    if draw(st.booleans()):
+        document = {"$schema": "../schemas/cluster.schema.json", **document}
+    return document, {"directors": directors, "reals": reals}
+
+
+# One known mistake each. A function changes the document and returns the JSON path a
+# problem must name, or, changing nothing, None when the document has no place for it.
+Break = Callable[[st.DrawFn, dict[str, Any], dict[str, Any]], "str | None"]
+
+
+def _any_service(draw: st.DrawFn, doc: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    vname = draw(st.sampled_from(sorted(doc["vips"])))
+    index = draw(st.integers(0, len(doc["vips"][vname]["services"]) - 1))
+    return vname, index, doc["vips"][vname]["services"][index]
+
+
+def _unknown_director(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname = draw(st.sampled_from(sorted(doc["vips"])))
+    doc["vips"][vname]["director"] = "ghost"
+    return json_path("vips", vname, "director")
+
+
+def _unknown_real_server(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    svc["real_servers"].append({"host": "ghost"})
+    return json_path("vips", vname, "services", index, "real_servers", len(svc["real_servers"]) - 1, "host")
+
+
+def _bad_scheduler(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    svc["scheduler"] = draw(st.sampled_from(["nope", "RR", "", "wlc "]))
+    return json_path("vips", vname, "services", index, "scheduler")
+
+
+def _no_forwarding(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    del svc["forwarding"]
+    return json_path("vips", vname, "services", index)
+
+
+def _service_twice(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    services = doc["vips"][vname]["services"]
+    services.append(copy.deepcopy(svc))
+    return json_path("vips", vname, "services", len(services) - 1)
+
+
+def _port_remap(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    svc["forwarding"] = draw(st.sampled_from(["dr", "tun"]))
+    svc["real_servers"][0]["port"] = svc["port"] % 65535 + 1
+    return json_path("vips", vname, "services", index, "real_servers", 0, "port")
+
+
+def _vip_is_a_host(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname = draw(st.sampled_from(sorted(doc["vips"])))
+    host = draw(st.sampled_from(sorted(doc["hosts"])))
+    doc["vips"][vname]["address"] = doc["hosts"][host]["address"].split("/")[0]
+    return json_path("vips", vname, "address")
+
+
+def _director_option_on_real_server(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str | None:
+    if not notes["reals"]:
+        return None
+    name = draw(st.sampled_from(notes["reals"]))
+    key = draw(st.sampled_from(["drain_timeout", "owns_ipvs_table", "ipvs_sysctls", "nat_address"]))
+    doc["hosts"][name][key] = {"drain_timeout": 5, "owns_ipvs_table": False, "ipvs_sysctls": {}, "nat_address": "192.0.2.254/24"}[key]
+    return json_path("hosts", name, key)
+
+
+def _vip_device_on_director(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(notes["directors"]))
+    doc["hosts"][name]["vip_device"] = "lo"
+    return json_path("hosts", name, "vip_device")
+
+
+def _host_prefix_too_long(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(sorted(doc["hosts"])))
+    ip = doc["hosts"][name]["address"].split("/")[0]
+    doc["hosts"][name]["address"] = f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
+    return json_path("hosts", name, "address")
+
+
+def _bad_address(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(sorted(doc["hosts"])))
+    doc["hosts"][name]["address"] = draw(st.sampled_from(["192.0.2.300/24", "192.0.2.1", "2001:db8::g/64", "192.0.2.1/24 ", "fe80::1%eth0/64"]))
+    return json_path("hosts", name, "address")
+
+
+def _same_address_twice(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str | None:
+    if len(doc["hosts"]) < 2:
+        return None
+    first, second = sorted(draw(st.lists(st.sampled_from(sorted(doc["hosts"])), min_size=2, max_size=2, unique=True)))
+    doc["hosts"][second]["address"] = doc["hosts"][first]["address"]
+    return json_path("hosts", second, "address")
+
+
+def _tun_on_ipv6(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str | None:
+    v6 = sorted(n for n, v in doc["vips"].items() if ":" in v["address"])
+    if not v6:
+        return None
+    vname = draw(st.sampled_from(v6))
+    index = draw(st.integers(0, len(doc["vips"][vname]["services"]) - 1))
+    doc["vips"][vname]["services"][index]["forwarding"] = "tun"
+    return json_path("vips", vname, "services", index, "forwarding")
+
+
+def _interface_lvsgen_uses(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(sorted(doc["hosts"])))
+    doc["hosts"][name]["interface"] = draw(st.sampled_from(["lo", "lvs0", "tunl0"]))
+    return json_path("hosts", name, "interface")
+
+
+def _weight_out_of_range(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    svc["real_servers"][-1]["weight"] = draw(st.sampled_from([-1, 65536, "1", 1.5]))
+    return json_path("vips", vname, "services", index, "real_servers", len(svc["real_servers"]) - 1, "weight")
+
+
+def _granularity_too_long(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    svc["persistence"] = {"timeout": 60, "granularity": 129 if ":" in doc["vips"][vname]["address"] else draw(st.integers(33, 129))}
+    return json_path("vips", vname, "services", index, "persistence", "granularity")
+
+
+def _unknown_property(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(sorted(doc["hosts"])))
+    doc["hosts"][name]["colour"] = "blue"
+    return json_path("hosts", name)
+
+
+def _bad_name(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    bad = draw(st.sampled_from(["Web", "a_b", "-x", "x-", "a b", "é", "../etc", "a" * 64]))
+    vname = sorted(doc["vips"])[0]
+    doc["vips"][bad] = doc["vips"].pop(vname)
+    return "$.vips"
+
+
+def _off_network_dr(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    vname, index, svc = _any_service(draw, doc)
+    director = doc["hosts"][doc["vips"][vname]["director"]]
+    front = ipaddress.ip_interface(director["address"]).network
+    stranger = next(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "203.0.113.0/26", "2001:db8:1::/64", "2001:db8:2::/64") if ipaddress.ip_network(n).version == front.version and not ipaddress.ip_network(n).overlaps(front))
+    svc["forwarding"] = "dr"
+    svc["real_servers"].append({"address": str(stranger[7])})
+    return json_path("vips", vname, "services", index, "real_servers", len(svc["real_servers"]) - 1)
+
+
+BREAKS: list[Break] = [
+    _unknown_director, _unknown_real_server, _bad_scheduler, _no_forwarding, _service_twice, _port_remap,
+    _vip_is_a_host, _director_option_on_real_server, _vip_device_on_director, _host_prefix_too_long,
+    _bad_address, _same_address_twice, _tun_on_ipv6, _interface_lvsgen_uses, _weight_out_of_range,
+    _granularity_too_long, _unknown_property, _bad_name, _off_network_dr,
+]
+
+
+@st.composite
+def _clusters(draw: st.DrawFn) -> Drawn:
+    """Most valid by construction; about one in three with one known mistake (all three
+    booleans False: hypothesis leans towards False)."""
+    document, notes = draw(_valid())
+    if any(draw(st.booleans()) for _ in range(3)):
+        return Drawn(document, None)
+    for mistake in draw(st.permutations(BREAKS)):
+        where = mistake(draw, document, notes)
+        if where is not None:  # else this document has no place for that mistake
+            event(f"mistake: {mistake.__name__}")
+            return Drawn(document, where)
+    raise AssertionError("some mistake fits every document")
+
+
+# --- what a built tree must look like ---------------------------------------------------------
+_SYSCTL = re.compile(r"[a-z0-9_./-]+ = -?[0-9]+")
+_RULE = re.compile(r"-[Aa] (-t|-u|--sctp-service) \S+ .*")
+_INI_KEY = re.compile(r"[A-Z][A-Za-z0-9]*=.*")
+_SECTION = re.compile(r"\[[A-Z][A-Za-z]*\]")
+_MODULE = re.compile(r"[a-z0-9_]+")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; C is faster
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith(("#", ";"))]
+
+
+def _check_ini(name: str, text: str) -> None:
+    """networkd and systemd units: [Section] headers, then Key=Value lines."""
+    lines = _lines(text)
+    assert lines and _SECTION.fullmatch(lines[0]), f"{name}: no [Section] first"
+    for line in lines:
+        assert _SECTION.fullmatch(line) or _INI_KEY.fullmatch(line), f"{name}: {line!r}"
+    sections = [line for line in lines if _SECTION.fullmatch(line)]
+    if name.endswith(".network"):
+        assert "[Match]" in sections and any(line.startswith("Name=") for line in lines), name
+    if name.endswith(".netdev"):
+        assert "[NetDev]" in sections and any(line.startswith("Kind=") for line in lines), name
+
+
+def _check_cloud_init(host: Path, text: str) -> None:
+    """#cloud-config user-data that installs exactly the host folder, byte for byte."""
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.load(text, Loader=_YAML_LOADER)
+    assert doc["runcmd"] == [["bash", "/var/lib/lvsgen/host/setup.sh"]]
+    written = {f["path"]: f for f in doc["write_files"]}
+    files = {p.relative_to(host).as_posix(): p for p in host.rglob("*") if p.is_file()}
+    expected = {f"/var/lib/lvsgen/host/{rel}": p for rel, p in files.items() if rel not in ("cloud-init.yaml", ".lvsgen-manifest")}
+    assert sorted(written) == sorted(expected), host
+    for path, src in expected.items():
+        assert written[path]["content"] == src.read_text(), path
+        assert written[path]["permissions"] == f"{src.stat().st_mode & 0o777:04o}", path
+
+
+def _services_of(document: dict[str, Any], director: str) -> tuple[int, int]:
+    """From the input: how many services a director holds, and how many real-server entries."""
+    services = [svc for vip in document["vips"].values() if vip["director"] == director for svc in vip["services"]]
+    return len(services), sum(len(svc["real_servers"]) for svc in services)
+
+
+Scripts = dict[str, tuple[str, bytes]]  # content hash -> (role or "library", bytes)
+
+
+def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
+    """Every file of every host parses by its kind; scripts are collected (by content hash)
+    for one bash -n and one shellcheck pass at the end."""
+    assert sorted(p.name for p in out.iterdir()) == sorted(document["hosts"]), "one folder per host, no more"
+    for host in sorted(out.iterdir()):
+        files = {p.relative_to(host).as_posix(): p for p in sorted(host.rglob("*")) if not p.is_dir()}
+        assert not [n for n in files if LEFTOVER.search(n)], f"temporary files left in {host}"
+        assert all(any(d.iterdir()) for d in host.rglob("*") if d.is_dir()), f"an empty folder left in {host}"
+        manifest = files.pop(".lvsgen-manifest").read_text()
+        assert sorted(_lines(manifest)) == sorted(files), f"{host}: the manifest lists other files than the folder has"
+        role = document["hosts"][host.name]["role"]
+        director = role == "director"
+        assert ("etc/lvsgen/ipvsadm.rules" in files) == director
+        assert ("etc/systemd/system/lvsgen.service" in files) == director
+        for name, path in files.items():
+            data = path.read_bytes()
+            text = data.decode("utf-8")
+            mode = path.stat().st_mode & 0o777
+            assert mode == (0o755 if name == "setup.sh" else 0o644), f"{path}: mode {mode:o}"
+            if name in ("setup.sh", "lvsgen.sh"):
+                if name == "setup.sh":
+                    assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text, path
+                scripts.setdefault(hashlib.sha256(data).hexdigest(), (role if name == "setup.sh" else "library", data))
+            elif name == "cloud-init.yaml":
+                _check_cloud_init(host, text)
+            elif name.endswith(".json"):  # none today; a JSON artifact must parse
+                json.loads(text)
+            elif name.startswith("etc/sysctl.d/"):
+                for line in _lines(text):
+                    assert _SYSCTL.fullmatch(line), f"{path}: {line!r}"
+            elif name.startswith("etc/modules-load.d/"):
+                assert all(_MODULE.fullmatch(line) for line in _lines(text)), path
+            elif name == "etc/lvsgen/ipvsadm.rules":
+                lines = text.splitlines()
+                assert all(_RULE.fullmatch(line) for line in lines), path
+                services, entries = _services_of(document, host.name)
+                assert [line[:2] for line in lines].count("-A") == services, path
+                assert [line[:2] for line in lines].count("-a") == entries, path
+            elif name.startswith(("etc/systemd/network/", "etc/systemd/system/")):
+                _check_ini(name, text)
+            else:
+                raise AssertionError(f"{path}: no parser for this kind of file; add one to check_tree")
+
+
+def lint_scripts(scripts: Scripts, folder: Path) -> None:
+    """bash -n on every distinct script, then shellcheck over all of them in one process.
+
+    setup.sh sources lvsgen.sh, and shellcheck following that source reads the 1,000-line
+    library again for every script (some 0.7 s each). So every script is checked on its
+    own, with the two findings that only say the library was not read turned off (SC1091
+    "not following", SC2034 "appears unused": the library uses them), and the library is
+    checked once; then the largest director and real-server setup.sh are checked with the
+    library followed, as on a host.
+    """
+    folder.mkdir()
+    paths = []
+    for digest, (_, data) in sorted(scripts.items()):
+        paths.append(folder / f"{digest[:16]}.sh")
+        paths[-1].write_bytes(data)
+    names = b"".join(bytes(p) + b"\0" for p in paths)
+    syntax = subprocess.run(["xargs", "-0", "-n1", "-P2", "bash", "-n"], input=names, capture_output=True)
+    assert syntax.returncode == 0, syntax.stderr.decode()
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not found: apt-get install shellcheck")
+    base = ["shellcheck", "--severity=style", "--shell=bash"]
+    run = subprocess.run([*base, "--exclude=SC1091,SC2034", *map(str, paths)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    by_role: dict[str, list[bytes]] = {}
+    for role, data in scripts.values():
+        by_role.setdefault(role, []).append(data)
+    assert len(by_role["library"]) == 1, "lvsgen.sh must be the same on every host"
+    pair = folder / "pair"
+    pair.mkdir()
+    (pair / "lvsgen.sh").write_bytes(by_role.pop("library")[0])
+    for role, datas in by_role.items():
+        (pair / f"{role}.sh").write_bytes(max(datas, key=len))
+    assert sorted(by_role) == ["director", "real-server"]
+    run = subprocess.run([*base, "--external-sources", "director.sh", "real-server.sh"], capture_output=True, text=True, cwd=pair)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+DRAWN = 400  # examples: some 280 of them build, and some 100 trees are built under them
+
+
+def test_drawn_clusters_build_and_lint(tmp_path: Path) -> None:
+    """Hundreds of drawn clusters through `lvsgen build`: the valid ones build (and a real
+    share of all of them does), each into a fresh folder or over the tree of another drawn
+    cluster; the invalid ones are rejected, naming the path of their mistake, and leave the
+    folder as it was. Every built file parses; every script passes bash -n and shellcheck."""
+    counts: Counter[str] = Counter()
+    scripts: Scripts = {}
+    work = tmp_path / "work"
+    work.mkdir()
+
+    @settings(max_examples=DRAWN, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(drawn=_clusters(), previous=st.none() | st.none() | _valid())
+    def one(drawn: Drawn, previous: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+        folder = Path(tempfile.mkdtemp(dir=work))
+        try:
+            src, out = folder / "cluster.json", folder / "out"
+            if previous is not None:
+                src.write_text(json.dumps(previous[0]))
+                run = build(src, out)
+                assert (run.code, run.stdout, run.stderr) == (0, "", ""), run
+                counts["trees"] += 1
+            before = snapshot(out)
+            src.write_text(json.dumps(drawn.document, indent=1))
+            run = build(src, out)
+            counts["drawn"] += 1
+            if drawn.broken is None:
+                assert (run.code, run.stdout, run.stderr) == (0, "", ""), f"a valid cluster was rejected:\n{run.stderr}"
+                counts["built"] += 1
+                counts["trees"] += 1
+                counts["scripts"] += 2 * len(drawn.document["hosts"])
+                check_tree(out, drawn.document, scripts)
+            else:
+                assert_rejected(run, src, drawn.broken)
+                assert snapshot(out) == before, "a rejected input changed the output folder"
+        finally:
+            shutil.rmtree(folder)
+
+    one()
+    share = counts["built"] / counts["drawn"]
+    print(f"\ndrawn {counts['drawn']}, built {counts['built']} ({share:.0%}), trees {counts['trees']}, scripts {counts['scripts']} ({len(scripts)} distinct)")
+    assert share >= 0.25, f"only {counts['built']} of {counts['drawn']} drawn clusters built: the generator is barely exercised"
+    assert counts["drawn"] >= DRAWN * 2 // 3, f"hypothesis ran only {counts['drawn']} of {DRAWN} examples"
+    assert counts["built"] < counts["drawn"], "no invalid draw at all: the error paths are not exercised"
+    lint_scripts(scripts, tmp_path / "scripts")
+
+
+# --- documents drawn from the schema, and mutated examples: the error paths ------------------
+def _attempt(document: Any, tmp: Path) -> bool:
+    """True when the document built; False when it was rejected with problems."""
+    src = tmp / "cluster.json"
+    out = tmp / "out"
+    src.write_text(json.dumps(document))
+    run = build(src, out)
+    if run.code != 0:
+        assert_rejected(run, src)
+        assert not out.exists()
+        return False
+    assert (run.stdout, run.stderr) == ("", "")
+    plan = pipeline.compile_file(src)
+    assert tree(out) == {
+        f"{host}/{f.path}": (f.text.encode(), f.mode) for host, files in plan.items() for f in [*files, File(MANIFEST, writer.manifest_text(files), 0o644)]
+    }
+    return True
+
 
 # Small address pools, so that generated hosts and real servers share subnets now and then.
 _v4 = st.sampled_from(["192.0.2.", "198.51.100."]).flatmap(lambda p: st.integers(1, 254).map(lambda i: f"{p}{i}"))
@@ -48,40 +666,18 @@ def _inlined(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def _attempt(document: Any, tmp: Path) -> bool:
-    """True when the document built; False when it was rejected with problems."""
-    src = tmp / "cluster.json"
-    out = tmp / "out"
-    src.write_text(json.dumps(document))
-    try:
-        plan = pipeline.compile_file(src)
-    except InputError as err:
-        assert err.problems, "an InputError always names at least one problem"
-        for problem in err.problems:
-            assert problem.where.startswith("$") and problem.message
-        assert not out.exists()
-        return False
-    writer.write(out, plan)
-    for host, files in plan.items():
-        for f in files:
-            assert (out / host / f.path).read_text() == f.text
-    return True
-
-
-_DEFS = load_schema()["$defs"]
-
-
 def _leaf(name: str) -> st.SearchStrategy[Any]:
     return from_schema(_inlined(_DEFS[name], _DEFS), custom_formats=FORMATS)
 
 
 # Drawing whole documents from the schema is very slow (nested propertyNames objects), so
 # the levels above the leaves are composed here, with a small pool of names so that
-# references resolve often enough to reach the generator, not only the error paths.
-_names = st.sampled_from(["lb", "lb2", "rs1", "rs2", "rs3"])
+# references resolve now and then. Hosts drawn from the schema alone nearly always break a
+# semantic rule, so these documents test the error paths; _clusters tests the generator.
+_names_pool = st.sampled_from(["lb", "lb2", "rs1", "rs2", "rs3"])
 _real_server = st.one_of(
     st.fixed_dictionaries(
-        {"host": _names},
+        {"host": _names_pool},
         optional={"weight": st.integers(0, 65535), "port": st.integers(1, 65535), "localnode": st.booleans()},
     ),
     _leaf("real_server"),
@@ -94,21 +690,21 @@ _service = st.fixed_dictionaries(
     },
     optional={
         "protocol": st.sampled_from(["tcp", "udp", "sctp"]),
-        "scheduler": st.sampled_from(_DEFS["service"]["properties"]["scheduler"]["enum"]),
+        "scheduler": st.sampled_from(SCHEDULERS),
         "persistence": from_schema(_inlined(_DEFS["service"]["properties"]["persistence"], _DEFS)),
     },
 )
-_vip = st.fixed_dictionaries({"address": _addr, "director": _names, "services": st.lists(_service, min_size=1, max_size=3)})
+_vip = st.fixed_dictionaries({"address": _addr, "director": _names_pool, "services": st.lists(_service, min_size=1, max_size=3)})
 _document = st.fixed_dictionaries(
     {
         "cluster": st.just("prop"),
-        "hosts": st.dictionaries(_names, _leaf("host"), min_size=1, max_size=5),
+        "hosts": st.dictionaries(_names_pool, _leaf("host"), min_size=1, max_size=5),
         "vips": st.dictionaries(st.sampled_from(["a", "b", "c"]), _vip, min_size=1, max_size=3),
     }
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(document=_document)
 def test_schema_valid_documents_never_crash(document: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     built = _attempt(document, tmp_path_factory.mktemp("gen"))
@@ -133,7 +729,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_mutated_examples_never_crash(data: st.DataObject, tmp_path_factory: pytest.TempPathFactory) -> None:
     base = json.loads(data.draw(st.sampled_from(EXAMPLES)).read_text())
@@ -147,3 +743,147 @@ def test_mutated_examples_never_crash(data: st.DataObject, tmp_path_factory: pyt
     else:
         parent[path[-1]] = data.draw(_json)
     _attempt(document, tmp_path_factory.mktemp("mut"))
+
+
+# --- a rebuild that fails halfway -------------------------------------------------------------
+class Fault:
+    """Stands in for one os function: counts its calls and makes the n-th fail (or every
+    call from the n-th on, for a failure that does not go away)."""
+
+    def __init__(self, real: Callable[..., Any], n: int, error: int, lasting: bool = False):
+        self.real, self.n, self.error, self.lasting = real, n, error, lasting
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.n or (self.lasting and self.calls > self.n):
+            raise OSError(self.error, os.strerror(self.error))
+        return self.real(*args, **kwargs)
+
+
+def _changed(document: dict[str, Any]) -> dict[str, Any]:
+    """examples/cluster.json, changed in every way a rebuild handles: a weight changes (files
+    rewritten), rs4 leaves (a host folder removed), rs5 joins (a new folder), rs1 moves its
+    VIPs to lo (one unit removed, one added), lb2 gets a network file (a drop-in replaces its
+    .network file), and lb1 gets a NAT service (rs2 gets a default route through it)."""
+    doc = copy.deepcopy(document)
+    del doc["hosts"]["rs4"]
+    doc["hosts"]["rs5"] = {"role": "real-server", "interface": "eth0", "address": "192.0.2.15/24"}
+    doc["hosts"]["rs1"]["vip_device"] = "lo"
+    doc["hosts"]["lb2"]["network_file"] = "10-eth0.network"
+    for vip in doc["vips"].values():
+        for svc in vip["services"]:
+            svc["real_servers"] = [r for r in svc["real_servers"] if r.get("host") != "rs4"] + (
+                [{"host": "rs5", "weight": 4}] if svc["port"] == 80 else []
+            )
+    doc["vips"]["www"]["services"][0]["real_servers"][0]["weight"] = 7
+    doc["vips"]["www"]["services"].append({"port": 8443, "forwarding": "nat", "real_servers": [{"host": "rs2", "port": 443}]})
+    return doc
+
+
+@pytest.fixture
+def rebuild(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An output folder built from examples/cluster.json, and the changed cluster's file
+    next to it, and a folder a clean build of the changed cluster went to."""
+    first = tmp_path / "first.json"
+    first.write_bytes((ROOT / "examples/cluster.json").read_bytes())
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(_changed(json.loads(first.read_text()))))
+    out = tmp_path / "out"
+    assert build(first, out).code == 0
+    fresh = tmp_path / "fresh"
+    assert build(second, fresh).code == 0
+    return out, second, fresh
+
+
+def _count(monkeypatch: pytest.MonkeyPatch, name: str, src: Path, out: Path) -> int:
+    """How often a clean build of src over a copy of out calls os.<name>."""
+    copy_ = out.with_name("count")
+    shutil.copytree(out, copy_, symlinks=True)
+    counter = Fault(getattr(os, name), 0, errno.EIO)
+    with monkeypatch.context() as m:
+        m.setattr(os, name, counter)
+        assert build(src, copy_).code == 0
+    shutil.rmtree(copy_)
+    return counter.calls
+
+
+FAULTS = [
+    # (os function, errno, fails from the n-th call on, what the message must say)
+    pytest.param("write", errno.ENOSPC, True, "No space left on device", id="full-disk-on-nth-write"),
+    pytest.param("replace", errno.EIO, False, "Input/output error", id="nth-rename-fails"),
+    pytest.param("replace", errno.EBUSY, False, "Device or resource busy", id="nth-rename-busy"),
+    pytest.param("mkdir", errno.EACCES, False, "Permission denied", id="nth-mkdir-fails"),
+]
+
+
+@pytest.mark.parametrize("name, error, lasting, says", FAULTS)
+def test_failed_rebuild_leaves_the_previous_tree(
+    rebuild: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, name: str, error: int, lasting: bool, says: str
+) -> None:
+    """For every n: the n-th call fails, and the previous tree is still there byte for byte
+    and mode for mode, with no temporary file, no new folder, and a message, not a trace."""
+    out, second, fresh = rebuild
+    before = snapshot(out)
+    around = sorted(p.name for p in out.parent.iterdir())
+    calls = _count(monkeypatch, name, second, out)
+    assert calls >= 3, f"a rebuild calls os.{name} only {calls} times: the fault never hits"
+    for n in range(1, calls + 1):
+        fault = Fault(getattr(os, name), n, error, lasting)
+        with monkeypatch.context() as m:
+            m.setattr(os, name, fault)
+            run = build(second, out)
+        assert fault.calls >= n, "the fault was never reached"
+        assert run.code == 1, f"os.{name} #{n} failed, and lvsgen build exited {run.code}\n{run.stderr}"
+        assert run.stdout == ""
+        assert "Traceback" not in run.stderr and "internal error" not in run.stderr, run.stderr
+        assert run.stderr.startswith(f"lvsgen: cannot write {out}: ") and says in run.stderr, run.stderr
+        assert run.stderr.count("\n") == 1, run.stderr
+        assert snapshot(out) == before, f"os.{name} #{n} failed and the previous tree changed"
+        assert sorted(p.name for p in out.parent.iterdir()) == around
+    # After all that, a build without a fault gives exactly the changed cluster's tree.
+    assert build(second, out).code == 0
+    assert snapshot(out) == snapshot(fresh)
+
+
+def test_rebuild_without_hard_links(rebuild: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a filesystem without hard links, the previous files are kept as copies: a rename
+    that fails still leaves the previous tree, and a build that does not fail is right."""
+    out, second, fresh = rebuild
+    before = snapshot(out)
+    renames = _count(monkeypatch, "replace", second, out)
+    monkeypatch.setattr(os, "link", Fault(os.link, 1, errno.EPERM, lasting=True))
+    for n in range(1, renames + 1):
+        with monkeypatch.context() as m:
+            m.setattr(os, "replace", Fault(os.replace, n, errno.EIO))
+            run = build(second, out)
+        assert run.code == 1 and "Input/output error; nothing was changed" in run.stderr, run.stderr
+        assert snapshot(out) == before, f"os.replace #{n} failed and the previous tree changed"
+    assert build(second, out).code == 0
+    assert snapshot(out) == snapshot(fresh)
+
+
+def test_rename_that_keeps_failing(rebuild: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rename from the n-th on fails (a filesystem gone read-only), so the undo fails
+    too: the message says which files are new and where their previous versions are, each of
+    them is there, and the next build that can write cleans up and gives the right tree."""
+    out, second, fresh = rebuild
+    before = snapshot(out)
+    renames = _count(monkeypatch, "replace", second, out)
+    for n in range(2, renames + 1, 3):
+        shutil.rmtree(out)
+        assert build(second.with_name("first.json"), out).code == 0
+        with monkeypatch.context() as m:
+            m.setattr(os, "replace", Fault(os.replace, n, errno.EROFS, lasting=True))
+            run = build(second, out)
+        assert run.code == 1 and run.stderr.count("\n") == 1, run.stderr
+        assert "Traceback" not in run.stderr and "Read-only file system" in run.stderr, run.stderr
+        assert "could not be put back" in run.stderr, run.stderr
+        after = snapshot(out)
+        for name, entry in before.items():
+            if entry[0] == "file" and after.get(name) != entry:
+                kept = str(Path(name).with_name(f".{Path(name).name}.lvsgen-old"))
+                assert after.get(kept) == entry, f"#{n}: the previous {name} is lost"
+                assert str(out / name) in run.stderr, f"#{n}: the message does not name {name}"
+        assert build(second, out).code == 0
+        assert snapshot(out) == snapshot(fresh), f"#{n}: the next build did not clean up"
