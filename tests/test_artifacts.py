@@ -106,6 +106,18 @@ def test_networkd_lint_catches_a_bad_unit() -> None:
     assert any("Gateway" in w or "not-an-ip" in w for w in warnings), warnings
 
 
+def test_networkd_lint_without_a_sign_of_reading_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A networkd that says nothing (here: /bin/true in its place) must not pass as 'no warnings'."""
+    why = networkd_available()
+    if why:
+        pytest.skip(why)
+    import lint
+
+    monkeypatch.setattr(lint, "NETWORKD", Path("/bin/true"))
+    with pytest.raises(AssertionError, match="no sign that it read the units"):
+        lint.networkd_warnings({"10-x.network": "[Match]\nName=eth0\n"}, wait=1.0)
+
+
 @pytest.mark.parametrize("host", HOSTS, ids=lambda p: f"{p.parts[-3]}/{p.name}")
 def test_yaml_emitters_write_the_same_bytes(host: Path) -> None:
     """lvsgen uses libyaml's emitter when PyYAML has it, PyYAML's own otherwise: both must
