@@ -269,3 +269,43 @@ def test_a_failing_step_stops_the_run_and_names_it(converge):
     assert "error in step ipvs" in r["fail_rule"]["stderr"] and f"{VIP_A}:81" in r["fail_rule"]["stderr"]
     assert r["fail_fixed"]["rc"] == 0, _ok(r["fail_fixed"])
     assert table(r["fail_fixed_saved"]) == rules_lines(converge["steps"][-1][1])
+
+
+# --- setup.sh's flags on the live cluster ------------------------------------------------------------
+def test_dry_run_changes_nothing_on_any_host(converge):
+    """--dry-run of a build that differs (services, real servers, VIPs) leaves every host's
+    snapshot as it was, and says on the director that changes are pending."""
+    r = mode(converge, "lvsgen")
+    assert r["flags_dry_run"]["lb"]["rc"] == 2, _ok(r["flags_dry_run"]["lb"])
+    assert "would run: ipvsadm" in r["flags_dry_run"]["lb"]["stdout"]
+    for host, result in r["flags_dry_run"].items():
+        assert result["rc"] in (0, 2), (host, _ok(result))
+    assert r["flags_dry_run_unchanged"] == {h: True for h in r["flags_dry_run"]}
+
+
+def test_wrong_hostname_refuses_and_force_proceeds(converge):
+    r = mode(converge, "lvsgen")
+    wrong = r["flags_wrong_hostname"]
+    assert wrong["rc"] == 1, _ok(wrong)
+    assert "error in step preflight: this script is for" in wrong["stderr"], _ok(wrong)
+    assert r["flags_wrong_hostname_unchanged"], "a refused run changed the host"
+    force = r["flags_force"]
+    assert force["rc"] == 0, _ok(force)
+    assert "going on because of --force" in force["stdout"], _ok(force)
+    assert table(r["flags_force_saved"]) == rules_lines(converge["steps"][0][1]), "--force did not apply the build"
+    assert r["flags_back"]["rc"] == 0, _ok(r["flags_back"])
+
+
+@pytest.mark.parametrize("point", ["files", "ipvs", "copy"])
+def test_a_run_killed_halfway_completes_on_the_next_run(converge, point):
+    """SIGKILL at a known point (after a file is written; between the add and the remove
+    batches of the table; before the boot copy), then a plain run: it completes, the table is
+    the build's, and the run after it changes nothing."""
+    k = mode(converge, "lvsgen")["flags_killed"][point]
+    want = rules_lines(converge["steps"][0][1])
+    assert k["marker_seen"], f"{point}: the run never reached the kill point"
+    assert k["rc"] == -9, k
+    assert k["resume"]["rc"] == 0, _ok(k["resume"])
+    assert table(k["resume_saved"]) == want
+    assert k["again"]["rc"] == 0 and "no changes" in k["again"]["stdout"], _ok(k["again"])
+    assert k["back"]["rc"] == 0, _ok(k["back"])

@@ -100,6 +100,7 @@ def sequence(mode):
         r.update(drift(STEPS["steps"][-1]["tree"]))
         r.update(reboot(STEPS["steps"][-1]["tree"]))
         r.update(failure(STEPS["steps"][-1]["tree"]))
+        r.update(flags(STEPS["steps"][-1]["tree"], STEPS["steps"][0]["tree"]))
     for p in servers:
         p.kill()
     D.teardown()
@@ -184,6 +185,59 @@ def failure(tree):
     # The cause fixed (the right folder again): a re-run completes.
     r["fail_fixed"] = setup(LB, tree)
     r["fail_fixed_saved"] = saved()
+    return r
+
+
+def snapshot(host):
+    """Everything setup.sh may change on a host (the cluster test's snapshot: addresses, links,
+    routes, sysctls, the table, lvsgen's files with their sums and modes, the unit link)."""
+    return D.in_host(host, ["sh", "-c", D.SNAPSHOT]).stdout
+
+
+def killed_at(host, tree, marker):
+    """Run TREE's setup.sh under bash -x and kill it (SIGKILL, its whole process group) when
+    the trace reaches a line containing MARKER: a run that dies halfway, at a known point."""
+    cmd = D.host_args(host, ["env", "PS4=+ ", "bash", "-x", "/test/%s/%s/setup.sh" % (tree, host["name"])])
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = False
+    for line in p.stderr:
+        if marker in line:
+            seen = True
+            os.killpg(p.pid, 9)
+            break
+    p.stderr.close()
+    p.wait(timeout=120)
+    return {"marker_seen": seen, "rc": p.returncode}
+
+
+def flags(tree, other):
+    """setup.sh's flags on a live cluster: --dry-run changes nothing; a wrong hostname refuses
+    and --force proceeds; a run killed halfway completes on the next run. OTHER is a build
+    that differs from TREE (the current state) in services, real servers and VIPs."""
+    r = {}
+    hosts = list(HOSTS.values())
+    before = {h["name"]: snapshot(h) for h in hosts}
+    r["flags_dry_run"] = {h["name"]: setup(h, other, "--dry-run") for h in hosts}
+    r["flags_dry_run_unchanged"] = {h["name"]: snapshot(h) == before[h["name"]] for h in hosts}
+    # The director under another hostname: refused before anything changes, then --force.
+    wrong = dict(LB, hostname="not-" + LB["hostname"])
+    p = D.in_host(wrong, ["bash", "/test/%s/%s/setup.sh" % (other, LB["name"])], check=False)
+    r["flags_wrong_hostname"] = {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+    r["flags_wrong_hostname_unchanged"] = snapshot(LB) == before[LB["name"]]
+    p = D.in_host(wrong, ["bash", "/test/%s/%s/setup.sh" % (other, LB["name"]), "--force"], check=False)
+    r["flags_force"] = {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+    r["flags_force_saved"] = saved()
+    r["flags_back"] = setup(LB, tree)
+    # Killed halfway, at three points, each time from TREE towards OTHER; the next run completes.
+    r["flags_killed"] = {}
+    for point, marker in (("files", "mv -f --"), ("ipvs", "lvs_ipvs_batch remove"), ("copy", "lvs_step copy")):
+        k = killed_at(LB, other, marker)
+        k["after_kill_saved"] = saved()
+        k["resume"] = setup(LB, other)
+        k["resume_saved"] = saved()
+        k["again"] = setup(LB, other)
+        k["back"] = setup(LB, tree)
+        r["flags_killed"][point] = k
     return r
 
 

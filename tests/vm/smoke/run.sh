@@ -147,6 +147,24 @@ for f in order-ipvsadm order-restore order-services order-ipv6-wrap canonical-sa
   echo "--- $f"; cat "$OUT/$f.txt"
 done
 
+# --- 4b. lvsgen's rules files against the kernel's order -------------------------------------------
+# Each generated rules file (the host side puts them in /test/order) is loaded in scrambled
+# order: services last-first, then real servers last-first. ipvsadm-save -n then shows the
+# order ipvsadm and the kernel give it; test_vm_smoke.py compares it with the file.
+mkdir -p "$OUT/order"
+for f in /test/order/*.rules; do
+  [[ -e $f ]] || continue
+  name=${f##*/}
+  # shellcheck disable=SC2046 # one word per scheduler
+  modprobe -a ip_vs $(sed -n 's/^-A .* -s \([a-z]*\).*/ip_vs_\1/p' "$f" | sort -u)
+  ipvs -C
+  { grep '^-A ' "$f" | tac; grep '^-a ' "$f" | tac; } > "$OUT/order/${name%.rules}.scrambled"
+  vm_nsx director ipvsadm-restore < "$OUT/order/${name%.rules}.scrambled" > "$OUT/order/${name%.rules}.restore" 2>&1
+  echo "rc=$?" >> "$OUT/order/${name%.rules}.restore"
+  vm_nsx director ipvsadm-save -n > "$OUT/order/${name%.rules}.saved"
+done
+ipvs -C
+
 # --- 5. systemd-networkd + systemd-sysctl helper --------------------------------------------------
 U=$VM_TMP/units-nd1
 mkdir -p "$U"
