@@ -28,7 +28,9 @@ MANIFEST = ".lvsgen-manifest"
 # lvsgen's own folder under /etc: /etc/ipvsadm.rules belongs to the ipvsadm package.
 RULES = "etc/lvsgen/ipvsadm.rules"
 UNIT = "etc/systemd/system/lvsgen.service"
-SYSCTL = "etc/sysctl.d/90-lvsgen.conf"
+# Named to sort after 99-sysctl.conf (the link to /etc/sysctl.conf): systemd-sysctl applies
+# every sysctl.d file in the order of its name, whatever its folder, so the last one wins.
+SYSCTL = "etc/sysctl.d/99-zz-lvsgen.conf"
 MODULES = "etc/modules-load.d/lvsgen.conf"
 NETWORKD = "etc/systemd/network"
 UNIT_PREFIX = "10-lvsgen-"
@@ -137,6 +139,15 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     for family in nat_families:
         key = "net.ipv4.ip_forward" if family == 4 else "net.ipv6.conf.all.forwarding"
         state.sysctls.append(Sysctl(key, 1, ("NAT: replies from the real servers are routed back through this director.",)))
+        if family == 6:
+            state.sysctls.append(Sysctl(
+                sysctl_key("net", "ipv6", "conf", host.interface, "accept_ra"), 2,
+                (
+                    "IPv6 forwarding is global, and with it on the kernel ignores router",
+                    f"advertisements (accept_ra=1 means 'only when not forwarding'). 2 keeps accepting them",
+                    f"on {host.interface}, the client side, so a default route learned from RAs stays.",
+                ),
+            ))
     for index, (knob, value) in enumerate(host.ipvs_sysctls):
         comment: tuple[str, ...] = ()
         if index == 0:
@@ -220,12 +231,10 @@ def _tunnel_sysctls() -> list[Sysctl]:
     why = (
         "TUN: requests arrive decapsulated on tunl0 while the route back to the client is the",
         "NIC, so strict reverse-path filtering (1) drops them all. The kernel uses the larger of",
-        "conf.all and conf.tunl0, so both are set to loose (2).",
+        "conf.all and conf.tunl0, so loose (2) on tunl0 alone is enough whatever 'all' says;",
+        "conf.all is left alone, so every other interface keeps the host's anti-spoofing.",
     )
-    return [
-        Sysctl(sysctl_key("net", "ipv4", "conf", "all", "rp_filter"), 2, why),
-        Sysctl(sysctl_key("net", "ipv4", "conf", TUNNEL_DEVICE, "rp_filter"), 2),
-    ]
+    return [Sysctl(sysctl_key("net", "ipv4", "conf", TUNNEL_DEVICE, "rp_filter"), 2, why)]
 
 
 def host_state(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, Service]]] | None = None) -> HostState:

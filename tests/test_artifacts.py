@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -133,3 +134,34 @@ def test_yaml_emitters_write_the_same_bytes(host: Path) -> None:
     for base in dumpers:
         out = yaml.dump(doc, Dumper=literal_dumper(base), sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
         assert out == body, f"{base.__name__} writes other bytes than the golden"
+
+
+def test_ipv6_nat_director_keeps_accepting_router_advertisements(tmp_path: Path) -> None:
+    """Global IPv6 forwarding makes the kernel ignore RAs; accept_ra=2 on the client-side
+    interface keeps an RA-learned default route. Only there: not 'all', not the NAT side."""
+    from cases import lvsgen
+
+    doc = {
+        "cluster": "nat6",
+        "hosts": {"lb": {"role": "director", "interface": "eth0", "address": "2001:db8:1::1/64",
+                         "nat_interface": "eth1", "nat_address": "2001:db8:2::1/64"}},
+        "vips": {"web": {"address": "2001:db8:1::100", "director": "lb", "services": [
+            {"port": 80, "scheduler": "rr", "forwarding": "nat", "real_servers": [{"address": "2001:db8:2::11"}]}]}},
+    }
+    (tmp_path / "nat6.json").write_text(json.dumps(doc))
+    build = lvsgen("build", str(tmp_path / "nat6.json"), "-o", str(tmp_path / "out"))
+    assert build.returncode == 0, build.stderr
+    conf = (tmp_path / "out/lb/etc/sysctl.d/99-zz-lvsgen.conf").read_text()
+    settings = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    assert "net.ipv6.conf.all.forwarding = 1" in settings
+    assert "net.ipv6.conf.eth0.accept_ra = 2" in settings
+    assert [s for s in settings if "accept_ra" in s] == ["net.ipv6.conf.eth0.accept_ra = 2"]
+    assert "'net.ipv6.conf.eth0.accept_ra 2'" in (tmp_path / "out/lb/setup.sh").read_text()
+
+
+def test_tun_real_server_loosens_rp_filter_on_tunl0_only() -> None:
+    for conf in Path(__file__).resolve().parent.glob("cases/*/expected/*/etc/sysctl.d/*.conf"):
+        settings = [line for line in conf.read_text().splitlines() if line and not line.startswith("#")]
+        assert not any(s.startswith("net.ipv4.conf.all.rp_filter") for s in settings), conf
+    far1 = Path(__file__).resolve().parent / "cases/mixed/expected/far1/etc/sysctl.d/99-zz-lvsgen.conf"
+    assert "net.ipv4.conf.tunl0.rp_filter = 2" in far1.read_text()

@@ -737,7 +737,7 @@ def state(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("line", "key"),
     [
-        ("file\t/etc/sysctl.d/90-lvsgen.conf", "file\t/etc/sysctl.d/90-lvsgen.conf"),
+        ("file\t/etc/sysctl.d/99-zz-lvsgen.conf", "file\t/etc/sysctl.d/99-zz-lvsgen.conf"),
         ("addr\t192.0.2.10/32\tlo", "addr\t192.0.2.10/32\tlo"),
         ("addr\t2001:db8::10/128\tlvs0", "addr\t2001:db8::10/128\tlvs0"),
         ("dummy\tlvs0", "dummy\tlvs0"),

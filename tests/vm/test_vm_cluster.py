@@ -118,7 +118,7 @@ def strip_arp(tree: Path) -> None:
         if "LVS_RULES=''" not in text:
             continue  # a director
         script.write_text("".join(line for line in text.splitlines(keepends=True) if "arp_" not in line))
-        conf = script.parent / "etc/sysctl.d/90-lvsgen.conf"
+        conf = script.parent / "etc/sysctl.d/99-zz-lvsgen.conf"
         # setup.sh checks its files' bytes against the sysctl drop-in; both lose the ARP lines
         if conf.exists():
             conf.write_text("".join(line for line in conf.read_text().splitlines(keepends=True) if "arp_" not in line))

@@ -19,7 +19,7 @@ LVS_CLUSTER='mixed'
 LVS_FILES=(
   'etc/lvsgen/ipvsadm.rules 0644'
   'etc/modules-load.d/lvsgen.conf 0644'
-  'etc/sysctl.d/90-lvsgen.conf 0644'
+  'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-eth0.100.network 0644'
   'etc/systemd/system/lvsgen.service 0644'
 )

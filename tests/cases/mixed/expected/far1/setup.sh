@@ -18,7 +18,7 @@ LVS_CLUSTER='mixed'
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
   'etc/modules-load.d/lvsgen.conf 0644'
-  'etc/sysctl.d/90-lvsgen.conf 0644'
+  'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-ens3.42.network 0644'
   'etc/systemd/network/10-lvsgen-tunl0.network 0644'
 )
@@ -29,7 +29,6 @@ LVS_SYSCTLS=(
   'net/ipv4/conf/ens3.42/arp_ignore 1'
   'net.ipv4.conf.all.arp_announce 2'
   'net/ipv4/conf/ens3.42/arp_announce 2'
-  'net.ipv4.conf.all.rp_filter 2'
   'net.ipv4.conf.tunl0.rp_filter 2'
 )
 LVS_DUMMIES=()

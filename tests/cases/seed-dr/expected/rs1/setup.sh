@@ -17,7 +17,7 @@ LVS_CLUSTER='seed-dr'
 
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
-  'etc/sysctl.d/90-lvsgen.conf 0644'
+  'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-eth0.network 0644'
   'etc/systemd/network/10-lvsgen-lo.network 0644'
 )

@@ -18,7 +18,7 @@ LVS_CLUSTER='shop'
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
   'etc/modules-load.d/lvsgen.conf 0644'
-  'etc/sysctl.d/90-lvsgen.conf 0644'
+  'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-lvs0.netdev 0644'
   'etc/systemd/network/10-lvsgen-lvs0.network 0644'
 )
