@@ -375,10 +375,22 @@ def cloud_init(head: str, host: Host, files: list[File]) -> str:
         for f in sorted(files, key=lambda f: f.path)
     ]
     document: dict[str, object] = {}
+    # The hostname setup.sh checks: set by cloud-init before runcmd, so a cloud's own name for
+    # the instance does not make setup.sh refuse.
+    document["hostname"] = host.hostname.split(".", 1)[0]
+    if "." in host.hostname:
+        document["fqdn"] = host.hostname
     if host.is_director:
         document["packages"] = ["ipvsadm"]
     document["write_files"] = write_files
-    document["runcmd"] = [["bash", f"{CLOUD_INIT_DIR}/{SETUP}"]]
+    # A failure must be impossible to miss: runcmd fails (cloud-init status: error) and the
+    # console says so, not only /var/log/cloud-init-output.log.
+    document["runcmd"] = [[
+        "bash", "-c",
+        f'bash {CLOUD_INIT_DIR}/{SETUP} || {{ rc=$?; msg="lvsgen: {CLOUD_INIT_DIR}/{SETUP} failed with exit status $rc'
+        ' and stopped at the step it names; see /var/log/cloud-init-output.log";'
+        ' echo "$msg" >&2; { echo "$msg" > /dev/console; } 2>/dev/null; exit "$rc"; }',
+    ]]
     body = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
     return f"#cloud-config\n{head}\n{body}"
 

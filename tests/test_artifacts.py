@@ -43,7 +43,11 @@ def test_cloud_init_installs_exactly_the_host_folder(host: Path) -> None:
     text = (host / "cloud-init.yaml").read_text()
     assert text.startswith("#cloud-config\n")
     doc = yaml.safe_load(text)
-    assert doc["runcmd"] == [["bash", "/var/lib/lvsgen/host/setup.sh"]]
+    assert len(doc["runcmd"]) == 1 and doc["runcmd"][0][:2] == ["bash", "-c"]
+    assert doc["runcmd"][0][2].startswith("bash /var/lib/lvsgen/host/setup.sh || ")
+    hostname = re.search(r"^LVS_HOSTNAME=(\S+)$", (host / "setup.sh").read_text(), re.M)[1].strip("'")
+    assert doc["hostname"] == hostname.split(".")[0], "cloud-init sets the hostname setup.sh checks"
+    assert doc.get("fqdn", hostname) == hostname
     written = {f["path"]: f for f in doc["write_files"]}
     expected = {
         "/var/lib/lvsgen/host/" + p.relative_to(host).as_posix(): p
@@ -165,3 +169,22 @@ def test_tun_real_server_loosens_rp_filter_on_tunl0_only() -> None:
         assert not any(s.startswith("net.ipv4.conf.all.rp_filter") for s in settings), conf
     far1 = Path(__file__).resolve().parent / "cases/mixed/expected/far1/etc/sysctl.d/99-zz-lvsgen.conf"
     assert "net.ipv4.conf.tunl0.rp_filter = 2" in far1.read_text()
+
+
+@pytest.mark.parametrize("status", [0, 1, 3])
+def test_cloud_init_runcmd_fails_loudly_with_setup_sh(tmp_path: Path, status: int) -> None:
+    """The runcmd line, run as cloud-init runs it, with a stand-in setup.sh: its exit status
+    passes through, and a failure is said on stderr (and the console, where there is one)."""
+    host = next(h for h in HOSTS if (h / "cloud-init.yaml").exists())
+    command = yaml.safe_load((host / "cloud-init.yaml").read_text())["runcmd"][0]
+    fake = tmp_path / "host dir" / "setup.sh"
+    fake.parent.mkdir()
+    fake.write_text(f"echo running; exit {status}\n")
+    script = command[2].replace("/var/lib/lvsgen/host/setup.sh", f"'{fake}'")
+    run = subprocess.run([*command[:2], script], capture_output=True, text=True, timeout=30)
+    assert run.returncode == status
+    assert run.stdout == "running\n"
+    if status:
+        assert f"failed with exit status {status} and stopped at the step it names" in run.stderr
+    else:
+        assert run.stderr == ""
