@@ -234,6 +234,12 @@ def report(run: vm.VMRun, res: dict, steps: list, args: argparse.Namespace) -> t
         if "bash" in reads:
             print("floors (median of 3): bash -c : %.3f s, /bin/true %.3f s, one 'ipvsadm -e' %.3f s"
                   % tuple(statistics.median(reads[k]) for k in ("bash", "true", "edit")))
+            # The least any setup.sh can cost for one weight change: start bash, read the live
+            # table once (to know what differs), run one ipvsadm. Below this no target is reachable.
+            least = sum(statistics.median(reads[k]) for k in ("bash", "edit", "proc"))
+            if y_med:
+                print("floor of a one-line change (bash start + one read of /proc + one 'ipvsadm -e'): "
+                      f"{least:.3f} s = {least / y_med:.3f} Y")
     hdr = f"{'step':<15} {'what':<40} {'seconds':>8} {'x Y':>7} {'target':>7} {'met':>5} {'rc':>6} {'table':>6}"
     print("\n" + hdr + "\n" + "-" * len(hdr))
     print(f"{'yardstick':<15} {'ipvsadm-restore, empty table (median)':<40} {fmt(y_med):>8} {fmt(1.0 if y_med else None, '.2f'):>7}")
