@@ -24,5 +24,14 @@ def ip_interface(text: str) -> IPInterface:
 
 @lru_cache(maxsize=65536)
 def text(address: IPAddress) -> str:
-    """The address as ipvsadm and iproute2 print it (RFC 5952 for IPv6)."""
+    """The address as ipvsadm and iproute2 print it: glibc's inet_ntop, which is RFC 5952
+    except that an IPv4-mapped address (::ffff:0:0/96) and an IPv4-compatible one (::/96
+    whose seventh 16-bit word is not 0) end in a dotted quad. Python's own form for those changed in 3.13, so it is not
+    used for them: the output must not depend on the interpreter."""
+    if address.version == 6:
+        packed = address.packed
+        if packed[:12] == bytes(10) + b"\xff\xff":
+            return "::ffff:" + ".".join(str(b) for b in packed[12:])
+        if packed[:12] == bytes(12) and packed[12:14] != bytes(2):
+            return "::" + ".".join(str(b) for b in packed[12:])
     return address.compressed

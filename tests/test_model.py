@@ -83,3 +83,25 @@ def test_fast_order_agrees_with_the_comparator() -> None:
             dests.append(D(rng.choice(["10.1.2.3", "203.0.113.9", "2001:db8::1"])))
         dests = [d for d in dests if d.address.version == dests[0].address.version]
         assert [repr(d) for d in sort_dests(dests)] == [repr(d) for d in sorted(dests, key=cmp_to_key(cmp_dests))]
+
+
+def test_ipv6_text_is_glibcs_inet_ntop_whatever_the_python() -> None:
+    """ipvsadm and iproute2 print addresses with glibc's inet_ntop; Python's own compressed
+    form differs for IPv4-mapped and -compatible addresses (and changed in 3.13)."""
+    import itertools
+    import socket
+
+    from lvsgen.addresses import text
+
+    words = [0, 1, 0xFFFF, 0xC000, 0x201]
+    for pattern in itertools.product([0, 1], repeat=8):
+        for fill in words[1:]:
+            for last in ((0, 1), (0xC000, 0x264), (0, 0x100), (1, 0)):
+                w = [fill if bit else 0 for bit in pattern]
+                w[6], w[7] = last
+                for mapped in (False, True):
+                    if mapped:
+                        w[:6] = [0, 0, 0, 0, 0, 0xFFFF]
+                    packed = b"".join(x.to_bytes(2, "big") for x in w)
+                    address = ipaddress.IPv6Address(packed)
+                    assert text(address) == socket.inet_ntop(socket.AF_INET6, packed), w
