@@ -17,6 +17,9 @@ rename the filesystem refuses) leaves the previous tree as it was:
 A reader sees each file old or new, never half of one. A file that already has its bytes
 and mode is not touched. The temporary names are lvsgen's alone: what a killed build left
 of them in a host folder is removed by the next build that completes.
+
+What a build will change is decided once, by `changes`, which only reads: `write` applies
+exactly that list, and `lvsgen build --check` prints it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from lvsgen.errors import OutputError
@@ -51,14 +55,57 @@ def manifest_text(files: list[File]) -> str:
     return _MANIFEST_HEAD + "".join(f"{f.path}\n" for f in sorted(files, key=lambda f: f.path))
 
 
-def _unchanged(path: Path, data: bytes, mode: int) -> bool:
+class Kind(Enum):
+    """How a build changes one file (the word `lvsgen build --check` prints before it)."""
+
+    ADDED = "added"  # not there yet
+    CHANGED = "changed"  # other bytes (the mode may differ too), or not a regular file
+    MODE = "mode"  # the same bytes, another mode
+    REMOVED = "removed"  # lvsgen wrote it earlier, and the build no longer generates it
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file a build changes: written with data and mode, or (REMOVED) taken away."""
+
+    kind: Kind
+    target: Path
+    data: bytes = b""
+    mode: int = 0
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Everything a build changes under the output folder, and nothing else."""
+
+    # In the order the build applies them: per host folder, its new and changed files, the
+    # files it no longer generates, and its manifest last.
+    files: tuple[Change, ...]
+    # Temporary names a killed build left in lvsgen's host folders: deleted once the build
+    # is complete.
+    leftovers: tuple[Path, ...]
+
+
+def _difference(path: Path, data: bytes, mode: int) -> Kind | None:
+    """How the file at path differs from data with mode; None if it has both already."""
     try:
         st = path.lstat()
-        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode or st.st_size != len(data):
-            return False
-        return path.read_bytes() == data
+    except (FileNotFoundError, NotADirectoryError):
+        return Kind.ADDED
     except OSError:
-        return False
+        return Kind.CHANGED
+    if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+        return Kind.CHANGED
+    try:
+        if path.read_bytes() != data:
+            return Kind.CHANGED
+    except OSError:
+        return Kind.CHANGED
+    return Kind.MODE if stat.S_IMODE(st.st_mode) != mode else None
+
+
+def _is_leftover(name: str) -> bool:
+    return name.startswith(".") and name.endswith((_NEW, _OLD))
 
 
 def _beside(path: Path, suffix: str) -> Path:
@@ -66,7 +113,7 @@ def _beside(path: Path, suffix: str) -> Path:
 
 
 @dataclass
-class _Change:
+class _Step:
     """One target of a build: replaced by `new`, or (new is None) removed."""
 
     target: Path
@@ -75,7 +122,7 @@ class _Change:
     done: bool = False  # renamed: the target now shows the build's result
 
 
-def _stage(change: _Change, data: bytes, mode: int) -> None:
+def _stage(change: _Step, data: bytes, mode: int) -> None:
     """Write the new bytes beside the target, with an explicit mode (O_CREAT's mode is
     filtered by the umask), and give the file it replaces a second name."""
     assert change.new is not None
@@ -92,7 +139,7 @@ def _stage(change: _Change, data: bytes, mode: int) -> None:
         _keep(change)
 
 
-def _keep(change: _Change) -> None:
+def _keep(change: _Step) -> None:
     old = _beside(change.target, _OLD)
     old.unlink(missing_ok=True)
     change.old = old
@@ -102,13 +149,13 @@ def _keep(change: _Change) -> None:
         shutil.copy2(change.target, old, follow_symlinks=False)  # a filesystem without hard links
 
 
-def _removal(target: Path) -> _Change:
+def _removal(target: Path) -> _Step:
     old = _beside(target, _OLD)
     old.unlink(missing_ok=True)
-    return _Change(target, None, old)
+    return _Step(target, None, old)
 
 
-def _commit(change: _Change) -> None:
+def _commit(change: _Step) -> None:
     if change.new is not None:
         os.replace(change.new, change.target)
     else:
@@ -117,10 +164,10 @@ def _commit(change: _Change) -> None:
     change.done = True
 
 
-def _undo(changes: list[_Change], created: list[Path]) -> list[Path]:
+def _undo(steps: list[_Step], created: list[Path]) -> list[Path]:
     """Put the previous tree back; return the targets that could not be."""
     failed: list[Path] = []
-    for change in reversed(changes):
+    for change in reversed(steps):
         try:
             if change.done and change.old is not None:
                 os.replace(change.old, change.target)
@@ -171,76 +218,89 @@ def check_writable(out: Path, hosts: list[str]) -> None:
             )
 
 
+def changes(out: Path, plan: dict[str, list[File]]) -> Changes:
+    """What a build of plan into out would change; reads only, and refuses (OutputError)
+    what the build refuses. This is the one comparison: `write` applies its result."""
+    check_writable(out, sorted(plan))
+    files: list[Change] = []
+    hosts: list[Path] = []  # the host folders the build writes or removes files in
+
+    def compare(folder: Path, f: File) -> None:
+        data = f.text.encode("utf-8")
+        kind = _difference(folder / f.path, data, f.mode)
+        if kind is not None:
+            files.append(Change(kind, folder / f.path, data, f.mode))
+
+    def remove(folder: Path, names: list[str]) -> None:
+        for name in names:
+            target = folder / name
+            if target.is_file() or target.is_symlink():
+                files.append(Change(Kind.REMOVED, target))
+
+    for host in sorted(plan):
+        folder = out / host
+        hosts.append(folder)
+        new = plan[host]
+        old = read_manifest(folder) or []
+        for f in new:
+            compare(folder, f)
+        remove(folder, sorted(set(old) - {f.path for f in new}))
+        # The manifest last: a build that dies halfway leaves the old one, which still
+        # names every file the previous build wrote.
+        compare(folder, File(MANIFEST, manifest_text(new), 0o644))
+    # Host folders lvsgen wrote earlier for hosts that are gone: remove what it wrote there.
+    if out.is_dir():
+        for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in plan):
+            old = read_manifest(folder)
+            if old is not None:
+                hosts.append(folder)
+                remove(folder, old + [MANIFEST])
+    leftovers = sorted(
+        Path(root, name) for host in hosts for root, _, names in os.walk(host) for name in names if _is_leftover(name)
+    )
+    return Changes(tuple(files), tuple(leftovers))
+
+
 class _Build:
     """One build's changes to the tree, so that a failure can undo them."""
 
     def __init__(self, out: Path):
         self.out = out
-        self.changes: list[_Change] = []
+        self.steps: list[_Step] = []
         self.created: list[Path] = []  # folders this build made
         self.emptied: list[Path] = []  # folders it removed files from: pruned once empty
-        self.hosts: list[Path] = []  # the host folders it writes or removes files in
         self.at = out  # what the build is working on: named when it fails
 
-    def stage(self, plan: dict[str, list[File]]) -> None:
-        out = self.out
-        _makedirs(out, self.created)
-        for host in sorted(plan):
-            folder = out / host
-            self.hosts.append(folder)
-            files = plan[host]
-            old = read_manifest(folder) or []
-            for f in files:
-                self._write(folder, f)
-            self._remove(folder, sorted(set(old) - {f.path for f in files}))
-            # The manifest last: a build that dies halfway leaves the old one, which still
-            # names every file the previous build wrote.
-            self._write(folder, File(MANIFEST, manifest_text(files), 0o644))
-        # Host folders lvsgen wrote earlier for hosts that are gone: remove what it wrote there.
-        for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in plan):
-            old = read_manifest(folder)
-            if old is not None:
-                self.hosts.append(folder)
-                self._remove(folder, old + [MANIFEST])
-
-    def _write(self, folder: Path, f: File) -> None:
-        self.at = target = folder / f.path
-        data = f.text.encode("utf-8")
-        if _unchanged(target, data, f.mode):
-            return
-        _makedirs(target.parent, self.created)
-        self.changes.append(_Change(target, _beside(target, _NEW)))
-        _stage(self.changes[-1], data, f.mode)
-
-    def _remove(self, folder: Path, names: list[str]) -> None:
-        for name in names:
-            self.at = target = folder / name
-            if target.is_file() or target.is_symlink():
-                self.changes.append(_removal(target))
+    def stage(self, todo: Changes) -> None:
+        _makedirs(self.out, self.created)
+        for change in todo.files:
+            self.at = target = change.target
+            if change.kind is Kind.REMOVED:
+                self.steps.append(_removal(target))
                 self.emptied.append(target.parent)
+            else:
+                _makedirs(target.parent, self.created)
+                self.steps.append(_Step(target, _beside(target, _NEW)))
+                _stage(self.steps[-1], change.data, change.mode)
 
     def commit(self) -> None:
-        for change in self.changes:
-            self.at = change.target
-            _commit(change)
+        for step in self.steps:
+            self.at = step.target
+            _commit(step)
 
     def undo(self) -> list[Path]:
-        return _undo(self.changes, self.created)
+        return _undo(self.steps, self.created)
 
-    def finish(self, hosts: set[str]) -> None:
+    def finish(self, todo: Changes, hosts: set[str]) -> None:
         """After the last rename: drop the previous files and the folders left empty."""
-        for change in self.changes:
-            if change.old is not None:
-                change.old.unlink(missing_ok=True)
+        for step in self.steps:
+            if step.old is not None:
+                step.old.unlink(missing_ok=True)
         # What a killed build, or a failed one that could not undo itself, left behind in
-        # lvsgen's folders: only lvsgen makes these names.
-        for host in self.hosts:
-            for root, _, names in os.walk(host):
-                found = [n for n in names if n.startswith(".") and n.endswith((_NEW, _OLD))]
-                for name in found:
-                    os.unlink(os.path.join(root, name))
-                if found:
-                    self.emptied.append(Path(root))
+        # lvsgen's folders: only lvsgen makes these names. This build may have reused some.
+        for leftover in todo.leftovers:
+            leftover.unlink(missing_ok=True)
+            self.emptied.append(leftover.parent)
         for folder in sorted(set(self.emptied), key=lambda p: len(p.parts), reverse=True):
             top = self.out / folder.relative_to(self.out).parts[0]
             _prune(folder, top)
@@ -249,10 +309,10 @@ class _Build:
 
 
 def write(out: Path, plan: dict[str, list[File]]) -> None:
-    check_writable(out, sorted(plan))
     build = _Build(out)
     try:
-        build.stage(plan)
+        todo = changes(out, plan)
+        build.stage(todo)
         build.commit()
     except OSError as err:
         failed = build.undo()
@@ -266,4 +326,4 @@ def write(out: Path, plan: dict[str, list[File]]) -> None:
     except BaseException:
         build.undo()
         raise
-    build.finish(set(plan))
+    build.finish(todo, set(plan))

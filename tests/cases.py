@@ -1,7 +1,8 @@
 """Where the golden cases live, shared by the tests and tests/regen.py.
 
 tests/cases/<name>/ holds exactly one *.json input (often a symlink to examples/) and the
-expected tree under expected/. tests/errors/<name>/ holds an invalid input plus the exact
+expected tree under expected/, and what `lvsgen show` prints for it under show/ (SHOW: file
+name -> extra arguments). tests/errors/<name>/ holds an invalid input plus the exact
 stderr and exit code lvsgen must give for it.
 """
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "cases"
 ERRORS = ROOT / "tests" / "errors"
 REGEN = "python tests/regen.py"
+SHOW = {"show.txt": (), "show.json": ("--json",)}
 
 
 def case_input(case: Path) -> Path:

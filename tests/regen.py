@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import ERRORS, error_cases, golden_cases, case_input, lvsgen  # noqa: E402
+from cases import ERRORS, SHOW, error_cases, golden_cases, case_input, lvsgen  # noqa: E402
 
 
 def main() -> int:
@@ -24,6 +24,15 @@ def main() -> int:
             print(f"{case.name}: lvsgen build failed:\n{run.stderr}", file=sys.stderr)
             return 1
         print(f"regenerated {expected.relative_to(case.parent.parent.parent)}")
+        show = case / "show"
+        show.mkdir(exist_ok=True)
+        for name, args in SHOW.items():
+            run = lvsgen("show", case_input(case).name, *args, cwd=case)
+            if run.returncode != 0:
+                print(f"{case.name}: lvsgen show {' '.join(args)} failed:\n{run.stderr}", file=sys.stderr)
+                return 1
+            (show / name).write_text(run.stdout, encoding="utf-8")
+            print(f"regenerated {(show / name).relative_to(case.parent.parent.parent)}")
     for case in error_cases():
         run = lvsgen("build", "cluster.json", "-o", "out", cwd=case)
         (case / "stderr").write_text(run.stderr, encoding="utf-8")
