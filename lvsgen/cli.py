@@ -15,7 +15,10 @@ from typing import Any, Callable, List, Optional, TypeVar
 import typer
 
 from lvsgen import __version__, pipeline, schema, writer
+from lvsgen import check as checker, show as shower
+from lvsgen import diff as differ, importer
 from lvsgen.errors import InputError, OutputError
+from lvsgen.plan import File
 
 EXIT_INVALID = 1
 EXIT_BUG = 3
@@ -78,18 +81,69 @@ def _main(
 def build(
     cluster: Path = typer.Argument(..., help="The cluster description (JSON).", dir_okay=False),
     output: Path = typer.Option(Path("out"), "-o", "--output", help="Folder for the per-host trees.", file_okay=False),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Write nothing. Exit 0 if OUTPUT is exactly what CLUSTER gives (bytes and modes); "
+        "else print each file a build would change, one per line ('changed', 'mode', 'added' "
+        "or 'removed', then the path), and exit 1.",
+    ),
 ) -> None:
-    """Validate CLUSTER and write OUTPUT/<host>/... for every managed host."""
+    """Validate CLUSTER and write OUTPUT/<host>/... for every managed host.
+
+    Exit codes: 0 ok (with --check: OUTPUT is up to date); 1 invalid input, an OUTPUT lvsgen may not write, or (with --check) files that differ; 2 usage error; 3 a bug in lvsgen.
+    """
     try:
         plan = pipeline.compile_file(cluster)
     except InputError as error:
         _report(cluster, error)
         raise typer.Exit(EXIT_INVALID) from None
+    if check:
+        _check(cluster, output, plan)
+        return
     try:
         writer.write(output, plan)
     except (OutputError, OSError) as error:
         _err(f"lvsgen: cannot write {output}: {error}")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+def _check(cluster: Path, output: Path, plan: dict[str, list[File]]) -> None:
+    """build --check: list on stdout what a build would change; exit 1 if anything."""
+    try:
+        lines = checker.differences(output, plan)
+    except OutputError as error:  # the tree the build refuses, refused in the same words
+        _err(f"lvsgen: cannot write {output}: {error}")
+        raise typer.Exit(EXIT_INVALID) from None
+    except OSError as error:
+        _err(f"lvsgen: cannot read {output}: {error}")
+        raise typer.Exit(EXIT_INVALID) from None
+    if lines:
+        print("\n".join(lines))
+        count = len(lines)
+        _err(
+            f"lvsgen: {output}: {count} file{'s differ' if count != 1 else ' differs'} from what {cluster} gives; "
+            f"`lvsgen build {cluster} -o {output}` updates {'them' if count != 1 else 'it'}"
+        )
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command("show")
+@_guarded
+def show_cluster(
+    cluster: Path = typer.Argument(..., help="The cluster description (JSON).", dir_okay=False),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON document (sorted keys; its shape is described in README)."),
+) -> None:
+    """Print, per director, each VIP and service with its real servers: a table, or JSON.
+
+    For each service: protocol, address and port, scheduler, persistence and forwarding method; for each real server: its address and port, the managed host it is (or -) and its weight. Invalid input is reported as build reports it. Exit codes: 0 ok; 1 invalid input; 2 usage error; 3 a bug in lvsgen.
+    """
+    try:
+        model = pipeline.load(cluster)
+    except InputError as error:
+        _report(cluster, error)
+        raise typer.Exit(EXIT_INVALID) from None
+    sys.stdout.write(shower.json_text(model) if as_json else shower.table(model))
 
 
 @app.command()
@@ -114,6 +168,55 @@ def validate(
 def print_schema() -> None:
     """Print the JSON Schema of the cluster file (point "$schema" at a saved copy)."""
     print(json.dumps(schema.load_schema(), indent=2, ensure_ascii=False))
+
+
+@app.command("diff")
+@_guarded
+def diff_live(
+    cluster: Path = typer.Argument(..., help="The cluster description (JSON).", dir_okay=False),
+    host: str = typer.Option(..., "--host", help="The director whose table to compare."),
+    live: str = typer.Option(..., "--live", help="What 'ipvsadm -S -n' printed on that director; - reads standard input."),
+) -> None:
+    """Show what setup.sh would change in HOST's live IPVS table: a table (add, change old → new, drain, remove, keep) and a unified diff of the rules, live → desired.
+
+    The delta is the host engine's own (lvsgen.sh, run with bash and awk). Exit codes: 0 no changes; 2 changes pending (as setup.sh --dry-run; a usage error is also 2); 1 invalid input, a host that is not a director, or an unreadable table; 3 a bug in lvsgen.
+    """
+    try:
+        result = differ.compare(cluster, host, live)
+    except InputError as error:
+        _report(cluster, error)
+        raise typer.Exit(EXIT_INVALID) from None
+    except differ.DiffFailed as error:
+        for message in error.messages:
+            _err(message)
+        raise typer.Exit(EXIT_INVALID) from None
+    sys.stdout.write(result.text())
+    if result.changes:
+        raise typer.Exit(2)
+
+
+@app.command("import")
+@_guarded
+def import_tables(
+    tables: List[str] = typer.Argument(..., help="Saved tables ('ipvsadm -S -n'), one per director: FILE, the director named by FILE's name up to its first dot (lb1.rules: lb1), or NAME=FILE; NAME=- reads standard input."),
+    output: str = typer.Option(..., "-o", "--output", help="The cluster file to write; - prints it."),
+    name: Optional[str] = typer.Option(None, "--name", help="The cluster's name. Default: OUTPUT's name without .json, or 'imported'."),
+    directors: Optional[List[str]] = typer.Option(None, "--director", help="NAME=ADDRESS/PREFIX[@INTERFACE]: a director's own address and the interface facing the VIP network (default eth0). Required for each director."),
+    nats: Optional[List[str]] = typer.Option(None, "--nat", help="NAME=ADDRESS/PREFIX[@INTERFACE]: a NAT director's address on its real servers' network."),
+    force: bool = typer.Option(False, "--force", help="Replace OUTPUT if it exists."),
+) -> None:
+    """Turn saved IPVS tables into a cluster file that builds them back, line for line.
+
+    Anything a cluster file cannot describe is an error naming its FILE:LINE; nothing is written then. Exit codes: 0 ok; 1 invalid input; 2 usage error; 3 a bug in lvsgen.
+    """
+    try:
+        importer.run(tables, output, name, directors or [], nats or [], force)
+    except importer.ImportFailed as error:
+        for message in error.messages:
+            _err(message)
+        if not error.usage:
+            _err("lvsgen: import: nothing was written")
+        raise typer.Exit(2 if error.usage else EXIT_INVALID) from None
 
 
 def main(argv: Optional[List[str]] = None) -> None:

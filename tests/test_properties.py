@@ -475,7 +475,9 @@ def _check_cloud_init(host: Path, text: str) -> None:
     """#cloud-config user-data that installs exactly the host folder, byte for byte."""
     assert text.startswith("#cloud-config\n")
     doc = yaml.load(text, Loader=_YAML_LOADER)
-    assert doc["runcmd"] == [["bash", "/var/lib/lvsgen/host/setup.sh"]]
+    assert len(doc["runcmd"]) == 1 and doc["runcmd"][0][:2] == ["bash", "-c"]
+    assert doc["runcmd"][0][2].startswith("bash /var/lib/lvsgen/host/setup.sh || ")
+    assert isinstance(doc["hostname"], str) and "." not in doc["hostname"]
     written = {f["path"]: f for f in doc["write_files"]}
     files = {p.relative_to(host).as_posix(): p for p in host.rglob("*") if p.is_file()}
     expected = {f"/var/lib/lvsgen/host/{rel}": p for rel, p in files.items() if rel not in ("cloud-init.yaml", ".lvsgen-manifest")}

@@ -30,5 +30,16 @@ def test_wheel_installs_and_builds_from_elsewhere(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     # The installed copy, not the checkout, must have served the templates: same bytes.
     assert tree(elsewhere / "out") == tree(ROOT / "tests/cases/seed-dr/expected")
+    # diff sources the host engine the wheel ships; import builds back the same rules file.
+    lvsgen = str(env_dir / "bin" / "lvsgen")
+    rules = "out/lb/etc/lvsgen/ipvsadm.rules"
+    run = subprocess.run([lvsgen, "diff", "seed-dr.json", "--host", "lb", "--live", rules], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert (run.returncode, run.stderr) == (0, ""), run.stdout + run.stderr
+    assert "no changes" in run.stdout
+    run = subprocess.run([lvsgen, "import", f"lb={rules}", "--director", "lb=123.234.1.102/24", "-o", "back.json"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run([lvsgen, "build", "back.json", "-o", "back"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (elsewhere / "back/lb/etc/lvsgen/ipvsadm.rules").read_bytes() == (elsewhere / rules).read_bytes()
     where = subprocess.run([str(python), "-c", "import lvsgen.resources as r; print(r.templates_dir())"], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert "_data" in where.stdout and str(ROOT) not in where.stdout, where.stdout
