@@ -149,9 +149,13 @@ fi
 declare -A have=()
 LOADLIST=()
 add_module() {  # $1 = module name, $2 = boot|extra
-  local m=$1 what=$2 path rel
-  while read -r cmd path _; do
-    [[ $cmd == insmod ]] || continue
+  local m=$1 what=$2 line path rel
+  # "insmod PATH": the path is the rest of the line (it may hold spaces: the cache lives in
+  # the checkout); -C /dev/null means no module options follow it.
+  while IFS= read -r line; do
+    [[ $line == "insmod "* ]] || continue
+    path=${line#insmod }
+    path=${path%"${path##*[![:space:]]}"}
     rel=${path#"$X/lib/modules/$KVER/"}
     if [[ -z ${have[$rel]:-} ]]; then
       mkdir -p "$MD/$(dirname "$rel")"
