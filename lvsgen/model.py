@@ -55,6 +55,15 @@ class VipDevice(Enum):
 
 
 @dataclass(frozen=True)
+class OwnInterface:
+    """lvsgen writes the NIC's whole .network file (own_interface in the cluster file)."""
+
+    gateway: IPAddress | None
+    dns: tuple[IPAddress, ...]
+    dhcp: str  # networkd DHCP=: no, yes, ipv4, ipv6
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     role: Role
@@ -62,10 +71,12 @@ class Host:
     interface: str
     address: IPInterface
     network_file: str | None
+    own_interface: OwnInterface | None  # None: the NIC and its address are the host's own
     vip_device: VipDevice
     nat_interface: str | None
     nat_address: IPInterface | None
     ipvs_sysctls: tuple[tuple[str, int], ...]
+    nat_forwarding: str  # directors: "lvs-only" (lvsgen's forward policy) or "host"
     owns_ipvs_table: bool  # directors: every undescribed IPVS service is removed
     drain_timeout: int  # directors: seconds to wait for a leaving real server's connections
 
@@ -141,12 +152,25 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
         interface=raw["interface"],
         address=ip_interface(raw["address"]),
         network_file=raw.get("network_file"),
+        own_interface=_own_interface(raw.get("own_interface")),
         vip_device=VipDevice(raw.get("vip_device", schema_default("host", "vip_device"))),
         nat_interface=raw.get("nat_interface", raw["interface"] if nat_address else None),
         nat_address=ip_interface(nat_address) if nat_address else None,
         ipvs_sysctls=tuple(sorted(sysctls.items())),
+        nat_forwarding=raw.get("nat_forwarding", schema_default("host", "nat_forwarding")),
         owns_ipvs_table=raw.get("owns_ipvs_table", schema_default("host", "owns_ipvs_table")),
         drain_timeout=raw.get("drain_timeout", schema_default("host", "drain_timeout")),
+    )
+
+
+def _own_interface(raw: dict[str, Any] | None) -> OwnInterface | None:
+    if raw is None:
+        return None
+    gateway = raw.get("gateway")
+    return OwnInterface(
+        gateway=ip_address(gateway) if gateway else None,
+        dns=tuple(ip_address(a) for a in raw.get("dns", [])),
+        dhcp=raw.get("dhcp", schema_default("own_interface", "dhcp")),
     )
 
 

@@ -14,6 +14,8 @@ from typing import Iterable
 import yaml
 
 from lvsgen import ipvs
+from lvsgen.nftables import TABLE as NFT_TABLE
+from lvsgen.nftables import ForwardPolicy, forward_policy
 from lvsgen.addresses import text
 from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, Vip, VipDevice
 from lvsgen.render import render
@@ -27,7 +29,9 @@ CLOUD_INIT = "cloud-init.yaml"
 MANIFEST = ".lvsgen-manifest"
 # lvsgen's own folder under /etc: /etc/ipvsadm.rules belongs to the ipvsadm package.
 RULES = "etc/lvsgen/ipvsadm.rules"
-UNIT = "etc/systemd/system/lvsgen.service"
+FORWARD = "etc/lvsgen/forward.nft"  # a NAT director's forwarding policy (lvsgen.nftables)
+UNIT = "etc/systemd/system/lvsgen.service"  # early boot: what needs no network
+UNIT_NETWORK = "etc/systemd/system/lvsgen-network.service"  # once the network is up: the rest
 # Named to sort after 99-sysctl.conf (the link to /etc/sysctl.conf): systemd-sysctl applies
 # every sysctl.d file in the order of its name, whatever its folder, so the last one wins.
 SYSCTL = "etc/sysctl.d/99-zz-lvsgen.conf"
@@ -82,12 +86,17 @@ class HostState:
     host: Host
     services: list[Service] = field(default_factory=list)  # directors: the services they hold
     addresses: list[Address] = field(default_factory=list)
+    # The host's own addresses ('address', 'nat_address'): setup.sh checks they are there and
+    # never adds or removes them, unless lvsgen owns the interface (then they are in addresses).
+    host_addresses: list[Address] = field(default_factory=list)
+    nics: list[str] = field(default_factory=list)  # the host's interfaces, which must exist
     dummies: list[str] = field(default_factory=list)
     up_devices: list[str] = field(default_factory=list)
     noarp_devices: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     sysctls: list[Sysctl] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+    forward: ForwardPolicy | None = None  # NAT directors: what forwarding may carry
 
 
 @lru_cache(maxsize=1)
@@ -121,24 +130,54 @@ def _by_address(vips: Iterable[Vip]) -> list[Vip]:
 
 
 # --- role to state ----------------------------------------------------------------------------
+def _own_address(state: HostState, host: Host, cidr: str, device: str) -> None:
+    """The host's own address on one of its NICs: lvsgen's to add only on a NIC it owns."""
+    _add_unique(state.nics, [device])
+    if host.own_interface is not None and device == host.interface:
+        _add_unique(state.up_devices, [device])
+        state.addresses.append(Address(cidr, device, False))
+    else:
+        state.host_addresses.append(Address(cidr, device, False))
+
+
 def _director_state(cluster: Cluster, host: Host) -> HostState:
     state = HostState(host)
-    state.up_devices.append(host.interface)
-    state.addresses.append(Address(host.address.with_prefixlen, host.interface, False))
+    _own_address(state, host, host.address.with_prefixlen, host.interface)
     if host.nat_address is not None and host.nat_interface is not None:
-        _add_unique(state.up_devices, [host.nat_interface])
-        state.addresses.append(Address(host.nat_address.with_prefixlen, host.nat_interface, False))
+        _own_address(state, host, host.nat_address.with_prefixlen, host.nat_interface)
     for vip in _by_address(cluster.vips):
         if vip.director != host.name:
             continue
         state.services.extend(vip.services)
-        state.addresses.append(Address(host_cidr(vip.address), host.interface, False))
+        if vip.address.version == 4:
+            # On lvsgen's own dummy device, not the NIC: nothing that reconfigures the NIC (the
+            # host's network manager, a DHCP client, netplan apply) can take the VIP away. The
+            # director still answers ARP for it on the NIC: with arp_ignore=0 the kernel
+            # answers for any address of the host, whatever device holds it.
+            _add_unique(state.dummies, [DUMMY_DEVICE])
+            _add_unique(state.up_devices, [DUMMY_DEVICE])
+            state.addresses.append(Address(host_cidr(vip.address), DUMMY_DEVICE, False))
+        else:
+            # IPv6 neighbour discovery answers only for addresses of the device the
+            # solicitation came in on, so an IPv6 VIP must be on the NIC itself.
+            state.addresses.append(Address(host_cidr(vip.address), host.interface, False))
+    if DUMMY_DEVICE in state.dummies:
+        state.modules.append("dummy")
     state.modules.append("ip_vs")
     _add_unique(state.modules, sorted({f"ip_vs_{svc.scheduler}" for svc in state.services}))
+    if host.nat_forwarding == "lvs-only":
+        state.forward = forward_policy(state.services)
+    if state.forward is not None:
+        state.modules.append("nf_tables")
     nat_families = sorted({svc.address.version for svc in state.services if svc.forwarding is Forwarding.NAT})
     for family in nat_families:
         key = "net.ipv4.ip_forward" if family == 4 else "net.ipv6.conf.all.forwarding"
-        state.sysctls.append(Sysctl(key, 1, ("NAT: replies from the real servers are routed back through this director.",)))
+        why = ["NAT: replies from the real servers are routed back through this director."]
+        if state.forward is not None:
+            why.append(f"/{FORWARD} (nftables table inet {NFT_TABLE}) lets only those replies through.")
+        else:
+            why.append("nat_forwarding is 'host': the host's own firewall decides what else is forwarded.")
+        state.sysctls.append(Sysctl(key, 1, tuple(why)))
         if family == 6:
             state.sysctls.append(Sysctl(
                 sysctl_key("net", "ipv6", "conf", host.interface, "accept_ra"), 2,
@@ -148,6 +187,8 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
                     f"on {host.interface}, the client side, so a default route learned from RAs stays.",
                 ),
             ))
+    if DUMMY_DEVICE in state.dummies:
+        state.sysctls.extend(_director_arp_sysctls(host.interface))
     for index, (knob, value) in enumerate(host.ipvs_sysctls):
         comment: tuple[str, ...] = ()
         if index == 0:
@@ -173,8 +214,7 @@ def _services_by_host(cluster: Cluster) -> dict[str, list[tuple[Vip, Service]]]:
 
 def _real_server_state(cluster: Cluster, host: Host, services: list[tuple[Vip, Service]]) -> HostState:
     state = HostState(host)
-    state.up_devices.append(host.interface)
-    state.addresses.append(Address(host.address.with_prefixlen, host.interface, False))
+    _own_address(state, host, host.address.with_prefixlen, host.interface)
     vip_device = DUMMY_DEVICE if host.vip_device is VipDevice.DUMMY else "lo"
     hidden_v4 = False
     for vip, svc in services:
@@ -227,6 +267,19 @@ def _arp_sysctls(interface: str) -> list[Sysctl]:
     ]
 
 
+def _director_arp_sysctls(interface: str) -> list[Sysctl]:
+    why = (
+        f"Director: its IPv4 VIPs are on {DUMMY_DEVICE}, and it must answer ARP for them on {interface}.",
+        "arp_ignore=0 (the kernel's default) answers for any address of the host, whatever",
+        "device holds it; 1 or more would answer only for addresses of the NIC itself. The kernel",
+        "uses the larger of conf.all and conf.<interface>, so both are stated.",
+    )
+    return [
+        Sysctl(sysctl_key("net", "ipv4", "conf", "all", "arp_ignore"), 0, why),
+        Sysctl(sysctl_key("net", "ipv4", "conf", interface, "arp_ignore"), 0),
+    ]
+
+
 def _tunnel_sysctls() -> list[Sysctl]:
     why = (
         "TUN: requests arrive decapsulated on tunl0 while the route back to the client is the",
@@ -258,41 +311,58 @@ def _unit_addresses(state: HostState, device: str) -> list[dict[str, object]]:
 
 
 def _networkd_units(state: HostState) -> list[Unit]:
+    """systemd-networkd files. lvsgen writes a whole .network file only for a link it owns:
+    its own devices (lvs0, tunl0) and, when the cluster file says so (own_interface), the NIC.
+    networkd applies one .network file per link, the first by name from /etc, /run and
+    /usr/lib together; a file of lvsgen's for a NIC would shadow the host's own (netplan's,
+    cloud-init's) and take away its DHCP lease, gateway and DNS. On a NIC lvsgen does not own,
+    what it needs goes into a drop-in for the host's own file (network_file), or, without
+    one, is added by the lvsgen-network boot unit. The loopback device gets no file either:
+    the early boot unit puts real servers' VIPs on it."""
     host = state.host
     units: list[Unit] = []
-    own = {host.interface} | ({host.nat_interface} if host.nat_interface else set())
-    for device in sorted(own):
-        addresses = _unit_addresses(state, device)
-        gateways = [r.via for r in state.routes if r.device == device]
-        if device == host.interface and host.network_file:
-            # networkd applies one .network file per link: add to the host's own file.
-            primary = host.address.with_prefixlen
-            extra = [a for a in addresses if a["cidr"] != primary]
-            if extra or gateways:
-                path = f"{NETWORKD}/{host.network_file}.d/{DROPIN}"
-                units.append(Unit(path, "dropin.conf.j2", {"addresses": extra, "gateways": gateways}))
-            continue
-        path = f"{NETWORKD}/{UNIT_PREFIX}{device}.network"
-        units.append(Unit(path, "device.network.j2", {"device": device, "addresses": addresses, "gateways": gateways, "noarp": False, "vip_only": False}))
+    nic = host.interface
+    extra = [a for a in _unit_addresses(state, nic) if a["cidr"] != host.address.with_prefixlen]
+    gateways = [r.via for r in state.routes if r.device == nic]
+    own = host.own_interface
+    if own is not None:
+        if own.gateway is not None:
+            gateways = [text(own.gateway)] + gateways
+        units.append(Unit(
+            f"{NETWORKD}/{UNIT_PREFIX}{nic}.network",
+            "nic.network.j2",
+            {
+                "device": nic,
+                "addresses": [{"cidr": host.address.with_prefixlen, "nodad": False}] + extra,
+                "gateways": gateways,
+                "dns": [text(a) for a in own.dns],
+                "dhcp": own.dhcp,
+            },
+        ))
+    elif host.network_file and (extra or gateways):
+        path = f"{NETWORKD}/{host.network_file}.d/{DROPIN}"
+        units.append(Unit(path, "dropin.conf.j2", {"addresses": extra, "gateways": gateways}))
     for device in state.dummies:
         units.append(Unit(f"{NETWORKD}/{UNIT_PREFIX}{device}.netdev", "dummy.netdev.j2", {"device": device}))
     for device in state.up_devices:
-        if device in own:
+        if device in state.nics or device == "lo":
             continue
         units.append(
             Unit(
                 f"{NETWORKD}/{UNIT_PREFIX}{device}.network",
                 "device.network.j2",
-                {
-                    "device": device,
-                    "addresses": _unit_addresses(state, device),
-                    "gateways": [],
-                    "noarp": device in state.noarp_devices,
-                    "vip_only": device != "lo",
-                },
+                {"device": device, "addresses": _unit_addresses(state, device), "noarp": device in state.noarp_devices},
             )
         )
     return units
+
+
+def needs_network(state: HostState) -> bool:
+    """Whether the host has state on its NIC (a director's IPv6 VIP, a NAT real server's route,
+    an owned NIC's address), which only the lvsgen-network unit can restore at boot on a host
+    whose network manager is not networkd: the early unit runs before the NIC is configured."""
+    early = set(state.dummies) | {"lo", TUNNEL_DEVICE}
+    return bool(state.routes) or any(a.device not in early for a in state.addresses)
 
 
 def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, Service]]]) -> list[File]:
@@ -306,7 +376,14 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
     if host.is_director:
         lines = ipvs.rules(state.services)
         add(RULES, "".join(f"{line}\n" for line in lines))
-        add(UNIT, render("lvsgen.service.j2", header=head, host=host.name, cluster=cluster.name, exec=f"{HOST_COPY}/{SETUP}"))
+    if state.forward is not None:
+        add(FORWARD, render("forward.nft.j2", header=head, host=host.name, table=NFT_TABLE, policy=state.forward))
+    units = [UNIT]
+    context = {"header": head, "host": host.name, "cluster": cluster.name, "director": host.is_director, "exec": f"{HOST_COPY}/{SETUP}"}
+    add(UNIT, render("lvsgen.service.j2", **context))
+    if needs_network(state):
+        units.append(UNIT_NETWORK)
+        add(UNIT_NETWORK, render("lvsgen-network.service.j2", **context))
     if state.sysctls:
         add(SYSCTL, render("sysctl.conf.j2", header=head, sysctls=state.sysctls))
     if state.modules:
@@ -330,12 +407,15 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
             noarp_devices=state.noarp_devices,
             up_devices=state.up_devices,
             addresses=[f"{a.cidr} {a.device}" + (" nodad" if a.nodad else "") for a in state.addresses],
+            host_addresses=[f"{a.cidr} {a.device}" for a in state.host_addresses],
+            nics=state.nics,
             routes=[f"{r.family} {r.via} {r.device}" for r in state.routes],
             director=host.is_director,
             rules=RULES,
+            forward=FORWARD if state.forward is not None else "",
             table_owned=int(host.owns_ipvs_table),
             drain_timeout=host.drain_timeout,
-            unit=UNIT,
+            units=units,
         ),
         MODE_SCRIPT,
     )
@@ -381,7 +461,7 @@ def cloud_init(head: str, host: Host, files: list[File]) -> str:
     if "." in host.hostname:
         document["fqdn"] = host.hostname
     if host.is_director:
-        document["packages"] = ["ipvsadm"]
+        document["packages"] = ["ipvsadm"] + (["nftables"] if any(f.path == FORWARD for f in files) else [])
     document["write_files"] = write_files
     # A failure must be impossible to miss: runcmd fails (cloud-init status: error) and the
     # console says so, not only /var/log/cloud-init-output.log.

@@ -50,12 +50,12 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
         if address.network.prefixlen == address.max_prefixlen:
             yield _p(base + ["address"], f"{address} has a /{address.max_prefixlen} prefix: give the prefix length of the host's network, like 192.0.2.10/24, so lvsgen can check which hosts share it")
         if host["role"] == "real-server":
-            for key in ("nat_interface", "nat_address", "ipvs_sysctls", "owns_ipvs_table", "drain_timeout"):
+            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "owns_ipvs_table", "drain_timeout"):
                 if key in host:
                     yield _p(base + [key], f"{json.dumps(key)} applies to directors only; remove it or set \"role\": \"director\"")
         else:
             if "vip_device" in host:
-                yield _p(base + ["vip_device"], "\"vip_device\" applies to real servers only; a director holds its VIPs on \"interface\"")
+                yield _p(base + ["vip_device"], f"\"vip_device\" applies to real servers only; a director holds its IPv4 VIPs on {DUMMY_DEVICE} and its IPv6 VIPs on \"interface\"; remove it")
             if "nat_interface" in host and "nat_address" not in host:
                 yield _p(base + ["nat_interface"], "\"nat_interface\" needs \"nat_address\": give the director's address on that interface, like 198.51.100.1/24")
             if "nat_address" in host:
@@ -65,6 +65,19 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
                 if nat.ip in seen_addresses:
                     yield _p(base + ["nat_address"], f"{nat.ip} is already the address of host {json.dumps(seen_addresses[nat.ip])}")
                 seen_addresses.setdefault(nat.ip, name)
+        own = host.get("own_interface")
+        if own is not None:
+            opath = base + ["own_interface"]
+            if "network_file" in host:
+                yield _p(opath, f"\"own_interface\" and \"network_file\" both configure {host['interface']}: keep \"network_file\" when the host has its own .network file (lvsgen then adds a drop-in), or remove it to let lvsgen own the interface")
+            if "gateway" not in own and own.get("dhcp", "no") == "no":
+                yield _p(opath, f"lvsgen would write {host['interface']}'s whole .network file, and it would give the host no default route: add \"gateway\" (its router's address on {address.network}) or \"dhcp\"")
+            if "gateway" in own:
+                gateway = ip_address(own["gateway"])
+                if gateway not in address.network:
+                    yield _p(opath + ["gateway"], f"{gateway} is not in the host's network {address.network}; give a gateway on that network")
+                elif gateway == address.ip:
+                    yield _p(opath + ["gateway"], f"{gateway} is the host's own address; give its router's address")
         if host["interface"] in (DUMMY_DEVICE, TUNNEL_DEVICE, "lo"):
             yield _p(base + ["interface"], f"{json.dumps(host['interface'])} cannot face the VIP network: lvsgen uses it to hold VIPs; name the host's network interface, like eth0")
 
@@ -155,6 +168,8 @@ def _service_problems(
         if address.version != vip_address.version:
             yield _p(rpath, f"real server {address} is IPv{address.version} but the VIP {vip_address} is IPv{vip_address.version}; IPVS forwards within one family")
             continue
+        if forwarding == "nat" and "host" in rs and "gateway" in hosts[rs["host"]].get("own_interface", {}):
+            yield _p(["hosts", rs["host"], "own_interface", "gateway"], f"host {json.dumps(rs['host'])} is a nat real server of {json.dumps(director_name)}: its default route must be the director, which lvsgen sets; remove \"gateway\"")
         if "port" in rs and forwarding != "nat" and rs["port"] != svc["port"]:
             yield _p(rpath + ["port"], f"port {rs['port']} differs from the service port {svc['port']}: under {forwarding} the kernel ignores it and uses {svc['port']}; remove \"port\" or use nat")
         port = rs.get("port", svc["port"]) if forwarding == "nat" else svc["port"]

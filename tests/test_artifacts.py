@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cases import golden_cases
+from cases import ROOT, golden_cases, lvsgen
 from lint import networkd_available, networkd_warnings
 
 SCRIPTS = sorted(p for case in golden_cases() for p in (case / "expected").glob("*/setup.sh"))
@@ -83,8 +83,8 @@ def _units(case: Path) -> dict[str, str]:
             units[f"{host.name}-{rel}"] = path.read_text()
             if path.parent != base:
                 # The host's own file, which the drop-in extends, carries its address.
-                match = re.search(r"^  '([^' ]+) ([^' ]+)'$", (host / "setup.sh").read_text().split("LVS_ADDRESSES=(", 1)[1], re.M)
-                assert match, f"{host}: setup.sh ensures no address"
+                match = re.search(r"^  '([^' ]+) ([^' ]+)'$", (host / "setup.sh").read_text().split("LVS_HOST_ADDRESSES=(", 1)[1], re.M)
+                assert match, f"{host}: setup.sh names no host address"
                 stub = f"{host.name}-{path.parent.name.removesuffix('.d')}"
                 units[stub] = f"[Match]\nName={match[2]}\n\n[Network]\nAddress={match[1]}\n"
     return units
@@ -188,3 +188,35 @@ def test_cloud_init_runcmd_fails_loudly_with_setup_sh(tmp_path: Path, status: in
         assert f"failed with exit status {status} and stopped at the step it names" in run.stderr
     else:
         assert run.stderr == ""
+
+
+NFT_FILES = sorted((ROOT / "tests" / "cases").glob("*/expected/*/etc/lvsgen/forward.nft"))
+
+
+def test_some_case_has_a_forwarding_policy() -> None:
+    assert NFT_FILES, "no golden case has a NAT director with a forwarding policy"
+
+
+@pytest.mark.parametrize("path", NFT_FILES, ids=lambda p: p.parts[-5])
+def test_forwarding_policy_parses_with_nft(path: Path) -> None:
+    """nft's own parser and checker (-c: nothing is loaded) accept the file as it is."""
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    if not Path(nft).exists():
+        pytest.skip("nft is not installed (apt-get install nftables)")
+    run = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_forwarding_policy_only_without_opt_out(tmp_path: Path) -> None:
+    """nat_forwarding "host" leaves forwarding to the host: no table, no nftables package."""
+    doc = json.loads((ROOT / "tests/cases/mixed/cluster.json").read_text())
+    doc["hosts"]["edge"]["nat_forwarding"] = "host"
+    src = tmp_path / "cluster.json"
+    src.write_text(json.dumps(doc))
+    run = lvsgen("build", str(src), "-o", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    edge = tmp_path / "out/edge"
+    assert not (edge / "etc/lvsgen/forward.nft").exists()
+    assert "LVS_NFT=''" in (edge / "setup.sh").read_text()
+    assert "nftables" not in (edge / "cloud-init.yaml").read_text().split("write_files:")[0]
+    assert "the host's own firewall decides" in (edge / "etc/sysctl.d/99-zz-lvsgen.conf").read_text()

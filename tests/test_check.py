@@ -91,7 +91,8 @@ def test_host_removed_from_cluster_reports_its_files_as_removed(built: tuple[Pat
     src, out = built
     doc = json.loads(src.read_text())
     del doc["hosts"]["rs4"]
-    doc["hosts"]["rs1"]["vip_device"] = "lo"  # one unit goes, another comes
+    doc["hosts"]["rs1"]["vip_device"] = "lo"  # units go
+    doc["hosts"]["rs2"]["own_interface"] = {"gateway": "192.0.2.1"}  # a unit comes
     for vip in doc["vips"].values():
         for svc in vip["services"]:
             svc["real_servers"] = [r for r in svc["real_servers"] if r.get("host") != "rs4"]

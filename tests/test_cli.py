@@ -59,10 +59,12 @@ def test_rebuild_removes_only_files_lvsgen_wrote(tmp_path: Path) -> None:
     assert lvsgen("build", str(src), "-o", str(out)).returncode == 0
     (out / "notes.txt").write_text("mine")
     (out / "rs4" / "my-notes.txt").write_text("mine too")
-    assert (out / "rs4/etc/systemd/network/10-lvsgen-lo.network").exists()
-    # rs4 leaves the cluster; rs1 moves its VIP from a dummy device to lo.
+    assert (out / "rs4/etc/systemd/system/lvsgen.service").exists()
+    # rs4 leaves the cluster; rs1 moves its VIP from a dummy device to lo; lvsgen takes
+    # over rs2's NIC.
     del doc["hosts"]["rs4"]
     doc["hosts"]["rs1"]["vip_device"] = "lo"
+    doc["hosts"]["rs2"]["own_interface"] = {"gateway": "192.0.2.1"}
     for vip in doc["vips"].values():
         for svc in vip["services"]:
             svc["real_servers"] = [r for r in svc["real_servers"] if r.get("host") != "rs4"]
@@ -72,7 +74,8 @@ def test_rebuild_removes_only_files_lvsgen_wrote(tmp_path: Path) -> None:
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.relative_to(out / "rs4").as_posix() for p in (out / "rs4").rglob("*")) == ["my-notes.txt"]
     assert not (out / "rs1/etc/systemd/network/10-lvsgen-lvs0.netdev").exists()
-    assert (out / "rs1/etc/systemd/network/10-lvsgen-lo.network").exists()
+    assert not (out / "rs1/etc/systemd/network/10-lvsgen-lvs0.network").exists()
+    assert (out / "rs2/etc/systemd/network/10-lvsgen-eth0.network").exists()
     fresh = tmp_path / "fresh"
     assert lvsgen("build", str(src), "-o", str(fresh)).returncode == 0
     built = {k: v for k, v in tree(out).items() if k not in ("notes.txt", "rs4/my-notes.txt")}

@@ -1251,3 +1251,98 @@ def test_state_folder_and_boot_copy_are_the_same_in_the_library_and_the_plan() -
     assert units, "no generated boot unit found"
     for unit in units:
         assert f"\nExecStart={lvsgen_plan.HOST_COPY}/setup.sh --boot\n" in unit.read_text(), unit
+
+
+# --- the host's own network: checked, never changed ------------------------------------------------------------------
+
+
+def _fake_ip_addrs(tmp_path: Path, addrs: str) -> Path:
+    """An 'ip' whose 'ip -o addr show' prints ADDRS and that logs every other call."""
+    bin_dir = tmp_path / "fake ip bin"
+    bin_dir.mkdir()
+    (bin_dir / "addrs").write_text(addrs)
+    (bin_dir / "ip").write_text(
+        '#!/bin/sh\nif [ "$1 $2" = "-o addr" ]; then cat "${0%/*}/addrs"; exit 0; fi\n'
+        'echo "args: $*" >>"$IP_LOG"\ncat >>"$IP_LOG"\n'
+    )
+    (bin_dir / "ip").chmod(0o755)
+    return bin_dir
+
+
+def test_preflight_reports_a_missing_nic_and_a_missing_host_address_at_once(tmp_path: Path) -> None:
+    """Every problem at once, before any change: the NIC that does not exist, and the host's
+    own address that its network configuration has not put there (lvsgen does not add it)."""
+    run = bash(
+        "PATH=$BIN:$PATH; LVS_HOST=h; LVS_HOSTNAME=$(uname -n); LVS_RULES=; LVS_UP=(); LVS_NOARP=(); LVS_DUMMIES=();"
+        " LVS_NICS=(lo no-such-nic9); LVS_HOST_ADDRESSES=('192.0.2.11/24 lo' '192.0.2.12/24 no-such-nic9');"
+        " LVSGEN_RUN=$RUNDIR lvs_preflight; echo passed",
+        BIN=_fake_ip_addrs(tmp_path, "1: lo    inet 127.0.0.1/8 scope host lo\n"), IP_LOG=tmp_path / "log", RUNDIR=tmp_path / "run",
+    )
+    assert run.returncode == 1 and "passed" not in run.stdout
+    assert "device 'no-such-nic9' does not exist on this host" in run.stderr
+    assert "lo does not have the host's address 192.0.2.11/24" in run.stderr
+    # the missing device is named once, not again for its address
+    assert "192.0.2.12/24" not in run.stderr
+    assert not (tmp_path / "log").exists(), "preflight changed something"
+
+
+def test_preflight_passes_when_the_host_address_is_there(tmp_path: Path) -> None:
+    run = bash(
+        "PATH=$BIN:$PATH; LVS_HOST=h; LVS_HOSTNAME=$(uname -n); LVS_RULES=; LVS_UP=(); LVS_NOARP=(); LVS_DUMMIES=();"
+        " LVS_NICS=(lo); LVS_HOST_ADDRESSES=('192.0.2.11/24 lo'); LVSGEN_RUN=$RUNDIR lvs_preflight 2>&1; echo passed",
+        BIN=_fake_ip_addrs(tmp_path, "1: lo    inet 192.0.2.11/24 scope global lo\n"), IP_LOG=tmp_path / "log", RUNDIR=tmp_path / "run",
+    )
+    if os.geteuid() != 0:
+        pytest.skip("preflight refuses to run as a user, rightly")
+    assert run.stdout.endswith("passed\n"), run.stdout + run.stderr
+
+
+def test_early_boot_touches_only_lvsgens_own_devices(tmp_path: Path) -> None:
+    """--boot runs before the network: it brings up lvs0 and puts addresses on lvs0 and lo,
+    and leaves the NIC, which is not configured yet, to the network manager."""
+    log = tmp_path / "log"
+    run = bash(
+        "PATH=$BIN:$PATH; LVS_HOST=h; LVS_BOOT=1; LVS_DUMMIES=(lvs0); LVS_NOARP=(); LVS_UP=(eth0 lvs0);"
+        " LVS_LINKS=([lvs0]=,); LVSGEN_STATE=$STATE;"
+        " LVS_ADDRESSES=('192.0.2.11/24 eth0' '192.0.2.100/32 lvs0' '2001:db8::100/128 eth0' '192.0.2.101/32 lo');"
+        " lvs_record_load; lvs_devices; lvs_addresses",
+        BIN=_fake_ip_addrs(tmp_path, ""), IP_LOG=log, STATE=tmp_path / "state",
+    )
+    assert run.returncode == 0, run.stderr
+    assert log.read_text() == (
+        "args: -batch -\nlink set dev lvs0 up\n"
+        "args: -batch -\naddr add 192.0.2.100/32 dev lvs0\naddr add 192.0.2.101/32 dev lo\n"
+    )
+
+
+def test_early_boot_skips_a_sysctl_of_a_nic_that_is_not_there_yet(tmp_path: Path) -> None:
+    proc = tmp_path / "proc sys"
+    (proc / "net/ipv4/conf/all").mkdir(parents=True)
+    (proc / "net/ipv4/conf/all/arp_ignore").write_text("0\n")
+    script = ("LVS_HOST=h; LVS_BOOT=$BOOT; LVSGEN_STATE=$STATE; LVSGEN_PROC_SYS=$PROC;"
+              " LVS_SYSCTLS=('net.ipv4.conf.all.arp_ignore 1' 'net.ipv4.conf.eth0.arp_ignore 1'); lvs_record_load; lvs_sysctls")
+    run = bash(script, BOOT="1", STATE=tmp_path / "state", PROC=proc)
+    assert run.returncode == 0, run.stderr
+    assert (proc / "net/ipv4/conf/all/arp_ignore").read_text() == "1\n"
+    # a normal run (or --boot-network) needs the key: the NIC must exist by then
+    run = bash(script, BOOT="0", STATE=tmp_path / "state", PROC=proc)
+    assert run.returncode == 1 and "sysctl net.ipv4.conf.eth0.arp_ignore does not exist" in run.stderr
+
+
+def test_removal_never_deletes_the_hosts_own_address(tmp_path: Path) -> None:
+    """A record from an older lvsgen that added the host's address: the address stays, only
+    the record line goes; a stale VIP is deleted."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "record").write_text(RECORD_HEADER + "addr\t192.0.2.11/24\teth0\naddr\t192.0.2.100/32\teth0\n")
+    log = tmp_path / "log"
+    run = bash(
+        "PATH=$BIN:$PATH; LVS_HOST=h; LVSGEN_STATE=$STATE; LVS_ADDRESSES=('192.0.2.100/32 lvs0'); LVS_DUMMIES=(lvs0);"
+        " LVS_HOST_ADDRESSES=('192.0.2.11/24 eth0'); LVS_ROUTES=(); LVS_SYSCTLS=(); LVS_FILES=(); LVS_UNITS=();"
+        " lvs_record_load; lvs_read_addrs; lvs_remove_stale; lvs_ip_flush; lvs_record_save",
+        BIN=_fake_ip_addrs(tmp_path, "2: eth0    inet 192.0.2.11/24 scope global eth0\n2: eth0    inet 192.0.2.100/32 scope global eth0\n"),
+        IP_LOG=log, STATE=state,
+    )
+    assert run.returncode == 0, run.stderr
+    assert log.read_text() == "args: -batch -\naddr del 192.0.2.100/32 dev eth0\n"
+    assert "192.0.2.11/24" in (state / "record").read_text() and "192.0.2.100/32\teth0" not in (state / "record").read_text()

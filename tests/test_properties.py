@@ -195,13 +195,17 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         optional = {
             "hostname": st.just(f"{name}.example.net"),
             "network_file": st.just(f"10-{iface}.network"),
+            "own_interface": st.sampled_from([{"dhcp": "yes"}, {"dhcp": "ipv4", "dns": ["192.0.2.53", "2001:db8::53"]}]),
             "owns_ipvs_table": st.booleans(),
+            "nat_forwarding": st.sampled_from(["lvs-only", "host"]),
             "drain_timeout": st.integers(0, 86400),
             "ipvs_sysctls": st.dictionaries(st.sampled_from(IPVS_KNOBS), st.integers(0, 2147483647), max_size=3),
         }
         for key, strategy in optional.items():
             if draw(st.integers(0, 3)) == 0:
                 host[key] = draw(strategy)
+        if "network_file" in host:  # the two exclude each other (a break below tries both)
+            host.pop("own_interface", None)
         hosts[name] = host
     # Real servers mostly on the directors' networks, sometimes on one of their own (TUN).
     home = [n.net for name in directors for n in nets[name]]
@@ -214,10 +218,13 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         for key, strategy in {
             "hostname": st.just(f"{name}.example.net"),
             "network_file": st.just(f"20-{iface}.network"),
+            "own_interface": st.just({"dhcp": "yes"}),
             "vip_device": st.sampled_from(["dummy", "lo"]),
         }.items():
             if draw(st.integers(0, 3)) == 0:
                 host[key] = draw(strategy)
+        if "network_file" in host:
+            host.pop("own_interface", None)
         hosts[name] = host
         nets[name] = [Net(ip, net)]
 
@@ -422,11 +429,27 @@ def _off_network_dr(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any])
     return json_path("vips", vname, "services", index, "real_servers", len(svc["real_servers"]) - 1)
 
 
+def _own_interface_without_route(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(sorted(doc["hosts"])))
+    host = doc["hosts"][name]
+    host.pop("network_file", None)
+    host["own_interface"] = draw(st.sampled_from([{}, {"dhcp": "no"}, {"dns": ["192.0.2.53"]}]))
+    return json_path("hosts", name, "own_interface")
+
+
+def _own_interface_and_network_file(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
+    name = draw(st.sampled_from(sorted(doc["hosts"])))
+    doc["hosts"][name]["own_interface"] = {"dhcp": "yes"}
+    doc["hosts"][name]["network_file"] = "10-x.network"
+    return json_path("hosts", name, "own_interface")
+
+
 BREAKS: list[Break] = [
     _unknown_director, _unknown_real_server, _bad_scheduler, _no_forwarding, _service_twice, _port_remap,
     _vip_is_a_host, _director_option_on_real_server, _vip_device_on_director, _host_prefix_too_long,
     _bad_address, _same_address_twice, _tun_on_ipv6, _interface_lvsgen_uses, _weight_out_of_range,
     _granularity_too_long, _unknown_property, _bad_name, _off_network_dr,
+    _own_interface_without_route, _own_interface_and_network_file,
 ]
 
 
@@ -509,7 +532,7 @@ def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
         role = document["hosts"][host.name]["role"]
         director = role == "director"
         assert ("etc/lvsgen/ipvsadm.rules" in files) == director
-        assert ("etc/systemd/system/lvsgen.service" in files) == director
+        assert "etc/systemd/system/lvsgen.service" in files  # every host, every network stack
         for name, path in files.items():
             data = path.read_bytes()
             text = data.decode("utf-8")
@@ -536,8 +559,33 @@ def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
                 assert [line[:2] for line in lines].count("-a") == entries, path
             elif name.startswith(("etc/systemd/network/", "etc/systemd/system/")):
                 _check_ini(name, text)
+            elif name == "etc/lvsgen/forward.nft":
+                _check_nft(path, text, document, host.name)
             else:
                 raise AssertionError(f"{path}: no parser for this kind of file; add one to check_tree")
+
+
+def _check_nft(path: Path, text: str, document: dict[str, Any], director: str) -> None:
+    """A NAT director's forwarding policy: one element per distinct NAT real server and port,
+    counted from the input, and nft's own checker (-c loads nothing) accepts it."""
+    assert document["hosts"][director].get("nat_forwarding", "lvs-only") == "lvs-only", path
+    replies = set()
+    for vip in document["vips"].values():
+        if vip["director"] != director:
+            continue
+        for svc in vip["services"]:
+            if svc["forwarding"] == "nat":
+                for rs in svc["real_servers"]:
+                    address = (ipaddress.ip_interface(document["hosts"][rs["host"]]["address"]).ip if "host" in rs
+                               else ipaddress.ip_address(rs["address"]))
+                    replies.add((svc.get("protocol", "tcp"), address, rs.get("port", svc["port"])))
+    assert replies, f"{path}: a policy for a director without NAT services"
+    assert len(re.findall(r"^\t\t\t(tcp|udp|sctp) \. \S+ \. \d+,$", text, re.M)) == len(replies), path
+    assert "type filter hook forward priority filter; policy drop;" in text, path
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    if Path(nft).exists():
+        run = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, f"{path}: {run.stderr}"
 
 
 def lint_scripts(scripts: Scripts, folder: Path) -> None:

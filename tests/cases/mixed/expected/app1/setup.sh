@@ -4,7 +4,7 @@
 # Brings host 'app1' of LVS cluster 'mixed' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot, --boot-network).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -17,22 +17,30 @@ LVS_CLUSTER='mixed'
 
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
-  'etc/systemd/network/10-lvsgen-eth0.network 0644'
+  'etc/systemd/system/lvsgen-network.service 0644'
+  'etc/systemd/system/lvsgen.service 0644'
 )
 LVS_MODULES=()
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
 )
+# The host's own interfaces, which must exist, and its own addresses, which must be there:
+# lvsgen checks them and never changes them (CIDR, device).
+LVS_NICS=('eth0')
+LVS_HOST_ADDRESSES=(
+  '198.51.100.11/24 eth0'
+)
 LVS_DUMMIES=()
 LVS_NOARP=()
-LVS_UP=('eth0')
-# Addresses: CIDR, device, and 'nodad' for IPv6 VIPs.
+LVS_UP=()
+# Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
-  '198.51.100.11/24 eth0'
 )
 # Default routes: family, gateway, device.
 LVS_ROUTES=('-4 198.51.100.1 eth0')
 LVS_RULES='' # a real server has no IPVS table
+# Boot units (host-folder paths): setup.sh installs and enables them.
+LVS_UNITS=('etc/systemd/system/lvsgen.service' 'etc/systemd/system/lvsgen-network.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"

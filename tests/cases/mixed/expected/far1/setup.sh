@@ -4,7 +4,7 @@
 # Brings host 'far1' of LVS cluster 'mixed' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot, --boot-network).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -21,6 +21,8 @@ LVS_FILES=(
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-ens3.42.network 0644'
   'etc/systemd/network/10-lvsgen-tunl0.network 0644'
+  'etc/systemd/system/lvsgen-network.service 0644'
+  'etc/systemd/system/lvsgen.service 0644'
 )
 LVS_MODULES=('ipip')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
@@ -31,10 +33,15 @@ LVS_SYSCTLS=(
   'net/ipv4/conf/ens3.42/arp_announce 2'
   'net.ipv4.conf.tunl0.rp_filter 2'
 )
+# The host's own interfaces, which must exist, and its own addresses, which must be there:
+# lvsgen checks them and never changes them (CIDR, device).
+LVS_NICS=('ens3.42')
+LVS_HOST_ADDRESSES=(
+)
 LVS_DUMMIES=()
 LVS_NOARP=()
 LVS_UP=('ens3.42' 'tunl0')
-# Addresses: CIDR, device, and 'nodad' for IPv6 VIPs.
+# Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
   '192.0.2.21/24 ens3.42'
   '203.0.113.20/32 tunl0'
@@ -42,6 +49,8 @@ LVS_ADDRESSES=(
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table
+# Boot units (host-folder paths): setup.sh installs and enables them.
+LVS_UNITS=('etc/systemd/system/lvsgen.service' 'etc/systemd/system/lvsgen-network.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"

@@ -4,7 +4,7 @@
 # Brings host 'web6' of LVS cluster 'mixed' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot, --boot-network).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -21,15 +21,22 @@ LVS_FILES=(
   'etc/systemd/network/10-lvsgen-eth0.100.network 0644'
   'etc/systemd/network/10-lvsgen-lvs0.netdev 0644'
   'etc/systemd/network/10-lvsgen-lvs0.network 0644'
+  'etc/systemd/system/lvsgen-network.service 0644'
+  'etc/systemd/system/lvsgen.service 0644'
 )
 LVS_MODULES=('dummy')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
 )
+# The host's own interfaces, which must exist, and its own addresses, which must be there:
+# lvsgen checks them and never changes them (CIDR, device).
+LVS_NICS=('eth0.100')
+LVS_HOST_ADDRESSES=(
+)
 LVS_DUMMIES=('lvs0')
 LVS_NOARP=('lvs0')
 LVS_UP=('eth0.100' 'lvs0')
-# Addresses: CIDR, device, and 'nodad' for IPv6 VIPs.
+# Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
   '2001:db8:1::11/64 eth0.100'
   '2001:db8:1::100/128 lvs0 nodad'
@@ -37,6 +44,8 @@ LVS_ADDRESSES=(
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table
+# Boot units (host-folder paths): setup.sh installs and enables them.
+LVS_UNITS=('etc/systemd/system/lvsgen.service' 'etc/systemd/system/lvsgen-network.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"

@@ -10,11 +10,14 @@
 # few words split on spaces; lvsgen's schema allows no spaces in any of them):
 #   LVS_HOST LVS_HOSTNAME LVS_CLUSTER    names
 #   LVS_FILES      ("SRC MODE" ...)     files of the host folder; each installs to /SRC
+#   LVS_UNITS      (SRC ...)            boot units among them, enabled like 'systemctl enable'
+#   LVS_NICS       (dev ...)            the host's own interfaces: must exist, never changed
+#   LVS_HOST_ADDRESSES ("cidr dev" ...) the host's own addresses: must be there, never changed
 #   LVS_MODULES    (name ...)           kernel modules
 #   LVS_SYSCTLS    ("key value" ...)    live sysctls (the same as the sysctl.d file)
 #   LVS_DUMMIES    (dev ...)            dummy devices lvsgen creates
 #   LVS_NOARP      (dev ...)            devices with ARP off
-#   LVS_UP         (dev ...)            devices that must be up
+#   LVS_UP         (dev ...)            devices that must be up (lvsgen's, or a NIC it owns)
 #   LVS_ADDRESSES  ("cidr dev [nodad]" ...)
 #   LVS_ROUTES     ("-4|-6 via dev" ...) default routes
 #   LVS_RULES      host-folder path of the ipvsadm rules file ('' on real servers)
@@ -22,7 +25,7 @@
 #   LVS_TABLE_OWNED 1: every IPVS service this file does not describe is removed;
 #                   0: only services lvsgen added are (the rest belong to someone else)
 #   LVS_DRAIN_TIMEOUT seconds to wait for a removed real server's active connections to end
-#   LVS_UNIT       host-folder path of the boot unit
+#   LVS_NFT        host-folder path of a NAT director's nftables forwarding policy, or ''
 #
 # Exit status: 0 done (or, with --dry-run, nothing to do); 2 with --dry-run when changes are
 # pending; 1 on any error, with the step that failed named.
@@ -34,7 +37,7 @@ LVSGEN_PROC_SYS=${LVSGEN_PROC_SYS:-/proc/sys}         # the sysctls (tests point
 LVS_STEP=start
 LVS_DRY_RUN=0
 LVS_FORCE=0
-LVS_BOOT=0
+LVS_BOOT=0 # 1: early boot (--boot), before the network; 2: once it is up (--boot-network)
 LVS_DRAIN=1
 LVS_CHANGES=0
 LVS_UNITS_CHANGED=0
@@ -65,12 +68,15 @@ lvs_run() {
 
 lvs_usage() {
   printf '%s\n' \
-    "usage: setup.sh [--dry-run] [--force] [--no-drain] [--boot]" \
+    "usage: setup.sh [--dry-run] [--force] [--no-drain] [--boot | --boot-network]" \
     "  --dry-run   print every command that would run, change nothing;" \
     "              exit 0 when there is nothing to do, 2 when changes are pending" \
     "  --force     run even though the hostname is not '$LVS_HOSTNAME'" \
     "  --no-drain  remove real servers at once instead of draining them first" \
-    "  --boot      what the boot unit runs: modules, sysctls and the IPVS table only"
+    "  --boot      what lvsgen.service runs early at boot, before the network: modules," \
+    "              sysctls, the IPVS table, lvsgen's own devices and their addresses" \
+    "  --boot-network  what lvsgen-network.service runs once the network is up: all" \
+    "              but the files (the addresses and routes on the host's NIC)"
 }
 
 lvs_parse_args() {
@@ -80,6 +86,7 @@ lvs_parse_args() {
       --force) LVS_FORCE=1 ;;
       --no-drain) LVS_DRAIN=0 ;;
       --boot) LVS_BOOT=1 LVS_FORCE=1 ;;
+      --boot-network) LVS_BOOT=2 LVS_FORCE=1 ;;
       -h | --help) lvs_usage; exit 0 ;;
       *) lvs_usage >&2; lvs_die "unknown argument '$1'" ;;
     esac
@@ -89,7 +96,7 @@ lvs_parse_args() {
 
 # --- the record: what lvsgen added on this host -------------------------------------------------
 # One line per thing, fields separated by tabs: "file DEST", "addr CIDR DEV", "dummy DEV",
-# "route FAMILY VIA DEV OLD", "sysctl KEY ORIGINAL SET", "link PATH". The IPVS services
+# "route FAMILY VIA DEV OLD", "sysctl KEY ORIGINAL SET", "link PATH", "nft FAMILY NAME". The IPVS services
 # lvsgen added are kept apart, in ipvs-services, one name a line (see lvs_ipvs).
 # A line is appended the moment the thing is added, so a run that dies halfway still knows
 # what it added; removal drops the line. Nothing that is not in the record is ever removed.
@@ -166,6 +173,9 @@ lvs_preflight() {
   if [[ -n $LVS_RULES ]]; then
     command -v ipvsadm >/dev/null || problems+=("'ipvsadm' not found: install the ipvsadm package")
   fi
+  if [[ -n ${LVS_NFT:-} ]]; then
+    command -v nft >/dev/null || problems+=("'nft' not found: install the nftables package (or set \"nat_forwarding\": \"host\" in the cluster file)")
+  fi
   local actual=${HOSTNAME:-}
   [[ -n $actual ]] || actual=$(uname -n)
   if [[ $actual != "$LVS_HOSTNAME" && ${actual%%.*} != "$LVS_HOSTNAME" && $actual != "${LVS_HOSTNAME%%.*}" ]]; then
@@ -175,15 +185,20 @@ lvs_preflight() {
       problems+=("this script is for '$LVS_HOSTNAME' but this host is '$actual'; copy the right host's folder, or pass --force")
     fi
   fi
-  if ((!LVS_BOOT)); then
-    # Every device setup.sh does not create itself must exist already.
-    lvs_read_links
-    local dev
-    for dev in "${LVS_UP[@]}"; do
+  lvs_read_links
+  if ((LVS_BOOT != 1)); then
+    # The host's own interfaces and addresses: lvsgen needs them and does not make them.
+    # (Early at boot they are not there yet, and the early path does not use them.)
+    local dev entry cidr
+    for dev in "${LVS_NICS[@]}"; do
       [[ -n ${LVS_LINKS[$dev]-} ]] && continue
-      lvs_in "$dev" "${LVS_DUMMIES[@]}" && continue
-      [[ $dev == tunl0 ]] && continue # made by the ipip module, which setup.sh loads
-      problems+=("device '$dev' does not exist on this host; fix 'interface' in the cluster file or create it")
+      problems+=("device '$dev' does not exist on this host; fix 'interface' in the cluster file, or create it (lvsgen does not create the host's own interfaces, VLANs included)")
+    done
+    lvs_read_addrs
+    for entry in "${LVS_HOST_ADDRESSES[@]}"; do
+      read -r cidr dev <<<"$entry"
+      [[ -z ${LVS_LINKS[$dev]-} || $LVS_ADDRS == *$'\n'"$cidr $dev"$'\n'* ]] && continue
+      problems+=("$dev does not have the host's address $cidr: lvsgen leaves the host's own addresses to its network configuration; configure it there (or fix 'address' in the cluster file), or let lvsgen own the interface ('own_interface')")
     done
   fi
   if ((${#problems[@]} > 0)); then
@@ -310,20 +325,22 @@ lvs_copy() {
   lvs_sync_files "${sync[@]}"
 }
 
-# The boot unit: installed like any file (lvs_files), then enabled by the symlink that
+# The boot units: installed like any file (lvs_files), then enabled by the symlink that
 # 'systemctl enable' would make, so that it works with or without a running systemd.
+LVS_WANTS=/etc/systemd/system/multi-user.target.wants
 lvs_enable_unit() {
-  [[ -n ${LVS_UNIT:-} ]] || return 0
+  ((${#LVS_UNITS[@]} > 0)) || return 0
   lvs_step boot-unit
-  local name=${LVS_UNIT##*/}
-  local wants=/etc/systemd/system/multi-user.target.wants
-  local link=$wants/$name
-  if ! [[ -L $link && $link -ef /$LVS_UNIT ]]; then
-    lvs_run mkdir -p -- "$wants"
-    lvs_record_add link "$link"
-    lvs_run ln -sfn -- "/$LVS_UNIT" "$link"
-    LVS_UNITS_CHANGED=1
-  fi
+  local unit link
+  for unit in "${LVS_UNITS[@]}"; do
+    link=$LVS_WANTS/${unit##*/}
+    if ! [[ -L $link && $link -ef /$unit ]]; then
+      [[ -d $LVS_WANTS ]] || lvs_run mkdir -p -- "$LVS_WANTS"
+      lvs_record_add link "$link"
+      lvs_run ln -sfn -- "/$unit" "$link"
+      LVS_UNITS_CHANGED=1
+    fi
+  done
 }
 
 # A running systemd learns of a unit that was added, changed or removed.
@@ -377,6 +394,11 @@ lvs_sysctls() {
     lvs_sysctl_path "$key"
     path=$LVS_PATH
     if [[ ! -r $path ]]; then
+      if ((LVS_BOOT == 1)) && [[ $key =~ conf[./][^/]+[./] && ! $key =~ conf[./](all|default)[./] ]]; then
+        # Early at boot the NIC may not be there yet: systemd-sysctl sets this key from the
+        # sysctl.d file when udev adds the device, and conf.all covers it until then.
+        continue
+      fi
       ((LVS_DRY_RUN)) && { lvs_sysctl_set "$key" "$value"; continue; }
       lvs_die "sysctl $key does not exist on this kernel (is its module loaded?)"
     fi
@@ -387,6 +409,36 @@ lvs_sysctls() {
   done
 }
 
+# --- a NAT director's forwarding policy ---------------------------------------------------------------
+# The nftables table inet lvsgen, loaded by one 'nft -f' (one transaction that replaces the
+# whole table). Nothing is done when the file is the one this boot loaded last and the
+# kernel still lists the table as it did right after; anything else (a reboot, a changed
+# file, a hand edit of the table, a deleted table) loads it again. One 'nft' process when
+# nothing changed.
+LVS_NFT_NAME='inet lvsgen'
+lvs_forward() {
+  [[ -n ${LVS_NFT:-} ]] || return 0
+  lvs_step forward
+  local want='' loaded='' listed='' now
+  IFS= read -r -d '' want <"$LVS_HERE/$LVS_NFT" || true
+  if [[ -f $LVSGEN_RUN/forward.nft && -f $LVSGEN_RUN/forward.list ]]; then
+    IFS= read -r -d '' loaded <"$LVSGEN_RUN/forward.nft" || true
+    IFS= read -r -d '' listed <"$LVSGEN_RUN/forward.list" || true
+    if [[ $want == "$loaded" && -n $listed ]]; then
+      # shellcheck disable=SC2086 # family and name, two words
+      now=$(nft -s list table $LVS_NFT_NAME 2>/dev/null) || now=
+      [[ -n $now && $now == "${listed%$'\n'}" ]] && return 0
+    fi
+  fi
+  lvs_record_add nft "$LVS_NFT_NAME"
+  lvs_run nft -f "/$LVS_NFT"
+  ((LVS_DRY_RUN)) && return 0
+  [[ -d $LVSGEN_RUN ]] || mkdir -p -- "$LVSGEN_RUN"
+  printf '%s' "$want" >"$LVSGEN_RUN/forward.nft"
+  # shellcheck disable=SC2086
+  nft -s list table $LVS_NFT_NAME >"$LVSGEN_RUN/forward.list" || lvs_die "'nft -s list table $LVS_NFT_NAME' failed right after the load"
+}
+
 # --- devices, addresses, routes ------------------------------------------------------------------------
 # One 'ip -o link' and one 'ip -o addr' read, parsed in bash, whatever the number of VIPs.
 declare -A LVS_LINKS=() # device -> ",FLAG,FLAG,"
@@ -395,7 +447,7 @@ lvs_read_links() {
   LVS_LINKS=()
   if [[ -r /sys/class/net/lo/flags ]]; then
     # sysfs, mounted in this network namespace, has each device's flags: no process at all.
-    for dev in "${LVS_UP[@]}" "${LVS_NOARP[@]}" "${LVS_DUMMIES[@]}"; do
+    for dev in "${LVS_UP[@]}" "${LVS_NOARP[@]}" "${LVS_DUMMIES[@]}" "${LVS_NICS[@]}"; do
       [[ -r /sys/class/net/$dev/flags ]] || continue
       read -r flags <"/sys/class/net/$dev/flags" || continue
       LVS_LINKS[$dev]=,
@@ -447,6 +499,9 @@ lvs_ip_flush() { # ip -batch stops at the first command that fails and names its
   LVS_IPQ=()
 }
 
+# lvsgen's own devices: the only ones the early boot path touches (the NIC comes later).
+lvs_early_device() { [[ $1 == lo || $1 == tunl0 ]] || lvs_in "$1" "${LVS_DUMMIES[@]}"; }
+
 lvs_devices() {
   lvs_step devices
   local dev
@@ -461,6 +516,7 @@ lvs_devices() {
     [[ ${LVS_LINKS[$dev]-} == *,NOARP,* ]] || lvs_ip link set dev "$dev" arp off
   done
   for dev in "${LVS_UP[@]}"; do
+    ((LVS_BOOT == 1)) && ! lvs_early_device "$dev" && continue
     [[ ${LVS_LINKS[$dev]-} == *,UP,* ]] || lvs_ip link set dev "$dev" up
   done
   lvs_ip_flush
@@ -478,6 +534,7 @@ lvs_addresses() {
   for entry in "${LVS_ADDRESSES[@]}"; do
     read -r cidr dev nodad <<<"$entry"
     [[ -n ${have["$cidr $dev"]-} ]] && continue
+    ((LVS_BOOT == 1)) && ! lvs_early_device "$dev" && continue
     if [[ -n ${ip_on["${cidr%/*} $dev"]-} ]]; then
       lvs_die "$dev has ${cidr%/*} as ${ip_on["${cidr%/*} $dev"]}, not $cidr; remove it ('ip addr del ${ip_on["${cidr%/*} $dev"]} dev $dev') and run again"
     fi
@@ -519,9 +576,13 @@ lvs_remove_stale() {
   for entry in "${LVS_ROUTES[@]}"; do want["route"$'\t'"${entry%% *}"]=1; done
   for entry in "${LVS_SYSCTLS[@]}"; do want["sysctl"$'\t'"${entry% *}"]=1; done
   for entry in "${LVS_FILES[@]}"; do want["file"$'\t'"/${entry% *}"]=1; done
-  if [[ -n ${LVS_UNIT:-} ]]; then
-    want["link"$'\t'"/etc/systemd/system/multi-user.target.wants/${LVS_UNIT##*/}"]=1
-  fi
+  for entry in "${LVS_UNITS[@]}"; do want["link"$'\t'"$LVS_WANTS/${entry##*/}"]=1; done
+  [[ -z ${LVS_NFT:-} ]] || want["nft"$'\t'"$LVS_NFT_NAME"]=1
+  # The host's own addresses are never removed, even where an older lvsgen added them.
+  for entry in "${LVS_HOST_ADDRESSES[@]}"; do
+    read -r cidr dev <<<"$entry"
+    want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
+  done
   local addrs=$LVS_ADDRS
   local kind
   local -a stale=()
@@ -530,7 +591,8 @@ lvs_remove_stale() {
     [[ -n ${want[$key]-} ]] || stale+=("$key")
   done
   ((${#stale[@]} > 0)) || return 0
-  for kind in addr route dummy sysctl link file; do
+  # The forwarding policy goes after the sysctls: ip_forward is off again before it is.
+  for kind in addr route dummy sysctl nft link file; do
     [[ $kind == route ]] && lvs_ip_flush # the addresses go first
     [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
     for key in "${stale[@]}"; do
@@ -564,6 +626,13 @@ lvs_remove_stale() {
             read -r old <"$f"
             [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
           fi
+          ;;
+        nft)
+          # shellcheck disable=SC2086 # family and name, two words
+          if nft list table ${fields[1]} >/dev/null 2>&1; then
+            lvs_run nft delete table ${fields[1]}
+          fi
+          ((LVS_DRY_RUN)) || rm -f -- "$LVSGEN_RUN/forward.nft" "$LVSGEN_RUN/forward.list"
           ;;
         link | file)
           if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
@@ -1025,26 +1094,32 @@ lvs_drain() { # WFILE: wait until the draining real servers have no active conne
 
 # --- main -----------------------------------------------------------------------------------------------
 lvsgen_main() {
-  : "${LVS_TABLE_OWNED:=1}" "${LVS_DRAIN_TIMEOUT:=0}" "${LVS_UNIT:=}" # directors set these
+  : "${LVS_TABLE_OWNED:=1}" "${LVS_DRAIN_TIMEOUT:=0}" # directors set these
   set -o errtrace
   trap 'lvs_die "line $LINENO: command failed: $BASH_COMMAND"' ERR
   lvs_parse_args "$@"
   lvs_preflight
   lvs_record_load
+  # The table before the devices and addresses: a director's new VIP never answers before
+  # its services exist, at boot or on a first run.
   if ((LVS_BOOT)); then
-    # Early boot, before the network: the table is loaded before any VIP can answer.
     lvs_modules
+    lvs_forward
     lvs_sysctls
     lvs_ipvs
+    lvs_devices
+    lvs_addresses
+    ((LVS_BOOT == 1)) || lvs_routes
   else
     lvs_files
     lvs_enable_unit
     lvs_modules
+    lvs_forward
     lvs_sysctls
+    lvs_ipvs
     lvs_devices
     lvs_addresses
     lvs_routes
-    lvs_ipvs
     lvs_remove_stale
     lvs_systemd_reload
     lvs_copy

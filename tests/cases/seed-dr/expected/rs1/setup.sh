@@ -4,7 +4,7 @@
 # Brings host 'rs1' of LVS cluster 'seed-dr' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot, --boot-network).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -18,8 +18,7 @@ LVS_CLUSTER='seed-dr'
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
-  'etc/systemd/network/10-lvsgen-eth0.network 0644'
-  'etc/systemd/network/10-lvsgen-lo.network 0644'
+  'etc/systemd/system/lvsgen.service 0644'
 )
 LVS_MODULES=()
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
@@ -29,17 +28,24 @@ LVS_SYSCTLS=(
   'net.ipv4.conf.all.arp_announce 2'
   'net.ipv4.conf.eth0.arp_announce 2'
 )
+# The host's own interfaces, which must exist, and its own addresses, which must be there:
+# lvsgen checks them and never changes them (CIDR, device).
+LVS_NICS=('eth0')
+LVS_HOST_ADDRESSES=(
+  '123.234.1.111/24 eth0'
+)
 LVS_DUMMIES=()
 LVS_NOARP=()
-LVS_UP=('eth0' 'lo')
-# Addresses: CIDR, device, and 'nodad' for IPv6 VIPs.
+LVS_UP=('lo')
+# Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
-  '123.234.1.111/24 eth0'
   '123.234.1.101/32 lo'
 )
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table
+# Boot units (host-folder paths): setup.sh installs and enables them.
+LVS_UNITS=('etc/systemd/system/lvsgen.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"

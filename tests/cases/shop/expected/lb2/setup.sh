@@ -4,7 +4,7 @@
 # Brings host 'lb2' of LVS cluster 'shop' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot, --boot-network).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -20,24 +20,32 @@ LVS_FILES=(
   'etc/lvsgen/ipvsadm.rules 0644'
   'etc/modules-load.d/lvsgen.conf 0644'
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
-  'etc/systemd/network/10-lvsgen-eth0.network 0644'
+  'etc/systemd/network/10-lvsgen-lvs0.netdev 0644'
+  'etc/systemd/network/10-lvsgen-lvs0.network 0644'
   'etc/systemd/system/lvsgen.service 0644'
 )
-LVS_MODULES=('ip_vs' 'ip_vs_rr')
+LVS_MODULES=('dummy' 'ip_vs' 'ip_vs_rr')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
+  'net.ipv4.conf.all.arp_ignore 0'
+  'net.ipv4.conf.eth0.arp_ignore 0'
   'net.ipv4.vs.conn_reuse_mode 1'
   'net.ipv4.vs.expire_nodest_conn 1'
   'net.ipv4.vs.expire_quiescent_template 1'
 )
-LVS_DUMMIES=()
-LVS_NOARP=()
-LVS_UP=('eth0')
-# Addresses: CIDR, device, and 'nodad' for IPv6 VIPs.
-LVS_ADDRESSES=(
+# The host's own interfaces, which must exist, and its own addresses, which must be there:
+# lvsgen checks them and never changes them (CIDR, device).
+LVS_NICS=('eth0')
+LVS_HOST_ADDRESSES=(
   '192.0.2.3/24 eth0'
-  '192.0.2.101/32 eth0'
-  '192.0.2.102/32 eth0'
+)
+LVS_DUMMIES=('lvs0')
+LVS_NOARP=()
+LVS_UP=('lvs0')
+# Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
+LVS_ADDRESSES=(
+  '192.0.2.101/32 lvs0'
+  '192.0.2.102/32 lvs0'
 )
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
@@ -45,7 +53,10 @@ LVS_ROUTES=()
 LVS_RULES='etc/lvsgen/ipvsadm.rules'
 LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
-LVS_UNIT='etc/systemd/system/lvsgen.service'
+# A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
+LVS_NFT=''
+# Boot units (host-folder paths): setup.sh installs and enables them.
+LVS_UNITS=('etc/systemd/system/lvsgen.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"

@@ -4,7 +4,7 @@
 # Brings host 'rs3' of LVS cluster 'shop' to the described state. This file
 # only declares that state; the logic is in lvsgen.sh next to it, the same file on every host.
 # Safe to run again: a second run changes nothing. Safe to re-run after a failure.
-# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot).
+# 'setup.sh --help' lists the options (--dry-run, --force, --no-drain, --boot, --boot-network).
 set -euo pipefail
 
 # The host folder, without a process: every process counts when nothing has to change.
@@ -21,6 +21,7 @@ LVS_FILES=(
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-lvs0.netdev 0644'
   'etc/systemd/network/10-lvsgen-lvs0.network 0644'
+  'etc/systemd/system/lvsgen.service 0644'
 )
 LVS_MODULES=('dummy')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
@@ -30,18 +31,25 @@ LVS_SYSCTLS=(
   'net.ipv4.conf.all.arp_announce 2'
   'net.ipv4.conf.eth0.arp_announce 2'
 )
+# The host's own interfaces, which must exist, and its own addresses, which must be there:
+# lvsgen checks them and never changes them (CIDR, device).
+LVS_NICS=('eth0')
+LVS_HOST_ADDRESSES=(
+  '192.0.2.13/24 eth0'
+)
 LVS_DUMMIES=('lvs0')
 LVS_NOARP=('lvs0')
-LVS_UP=('eth0' 'lvs0')
-# Addresses: CIDR, device, and 'nodad' for IPv6 VIPs.
+LVS_UP=('lvs0')
+# Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
-  '192.0.2.13/24 eth0'
   '192.0.2.100/32 lvs0'
   '192.0.2.101/32 lvs0'
 )
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table
+# Boot units (host-folder paths): setup.sh installs and enables them.
+LVS_UNITS=('etc/systemd/system/lvsgen.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"
