@@ -4,10 +4,11 @@ Nothing here imports lvsgen: if lvsgen misread the file (dropped a real server, 
 weight, lost a VIP), its artifacts would be wrong and these expectations would still be
 right, so the VM checks fail. The only knowledge taken from outside the document is what
 the user reads too: the defaults the JSON Schema declares, and the documented placement of
-DR VIPs (the director's interface; a real server's dummy device `lvs0`, or `lo`).
+DR VIPs (a director's IPv4 VIPs on its dummy device `lvs0`, its IPv6 VIPs on its interface; a
+real server's on `lvs0`, or `lo`).
 
-Only what the VM examples use is covered (DR services); anything else is refused, so that a
-new example cannot be half-checked by accident.
+Only what the VM examples use is covered (DR and NAT services on an address); anything else
+is refused, so that a new example cannot be half-checked by accident.
 """
 
 from __future__ import annotations
@@ -43,15 +44,18 @@ class Cluster:
             address = str(ipaddress.ip_address(vip["address"]))
             self.vips.append({"name": vip_name, "address": address, "director": vip["director"]})
             for svc in vip["services"]:
-                if svc.get("forwarding") != "dr" or "fwmark" in svc:
-                    raise ValueError(f"expect.py covers DR services on an address only: {vip_name} {svc}")
+                if svc.get("forwarding") not in ("dr", "nat") or "fwmark" in svc:
+                    raise ValueError(f"expect.py covers DR and NAT services on an address only: {vip_name} {svc}")
                 protocol = svc.get("protocol", DEFAULT_PROTOCOL)
                 members = {}
+                ports = {}
                 unmanaged = []
                 for rs in svc["real_servers"]:
                     weight = rs.get("weight", DEFAULT_WEIGHT)
                     if "host" in rs:
                         members[rs["host"]] = weight
+                        # the port the real server listens on: NAT may remap it
+                        ports[rs["host"]] = rs.get("port", svc["port"]) if svc["forwarding"] == "nat" else svc["port"]
                     else:
                         unmanaged.append((rs["address"], weight))
                 self.services.append({
@@ -61,6 +65,8 @@ class Cluster:
                     "vip": address,
                     "port": svc["port"],
                     "director": vip["director"],
+                    "forwarding": svc["forwarding"],
+                    "ports": ports,
                     "scheduler": svc.get("scheduler", DEFAULT_SCHEDULER),
                     "persistent": "persistence" in svc,
                     "weights": members,  # managed real server -> weight, as written
@@ -80,8 +86,8 @@ class Cluster:
         for svc in self.services:
             prefix = 32 if ":" not in svc["vip"] else 128
             if host["role"] == "director" and svc["director"] == name:
-                where = host["interface"]
-            elif host["role"] != "director" and name in svc["weights"]:
+                where = DUMMY if prefix == 32 else host["interface"]
+            elif host["role"] != "director" and name in svc["weights"] and svc["forwarding"] == "dr":
                 where = DUMMY if host.get("vip_device", DEFAULT_VIP_DEVICE) == "dummy" else "lo"
             else:
                 continue

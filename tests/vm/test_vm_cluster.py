@@ -4,9 +4,14 @@ For each example, one VM boot runs cluster/driver.py in three phases:
 - setup:    every host's generated setup.sh, run as it is in the host's own namespace, then
             traffic, ARP, IPVS stats, the saved table, and a second run of every setup.sh;
 - noarp:    the same cluster with the real servers' ARP settings cut out (negative control);
-- networkd: the generated etc/ installed and brought up by systemd-sysctl and systemd-networkd
-            (the boot path), the rules file restored, traffic and ARP again, then setup.sh,
-            which must find nothing to change.
+- networkd: a reboot of networkd hosts set up like Ubuntu's cloud images (netplan's
+            /run/systemd/network/10-netplan-eth0.network gives each NIC its address and
+            gateway; a host with network_file has its own file in /etc instead): the generated
+            etc/ installed, then systemd-modules-load, systemd-sysctl, the boot unit and
+            systemd-networkd in unit order; each host keeps its default route, traffic and ARP
+            again, then setup.sh, which must find nothing to change;
+- ifupdown: a reboot of hosts without networkd: only the boot units' commands, around the
+            host's own network coming up; traffic and ARP again, then setup.sh.
 The driver only records facts. The expectations come from the raw cluster file, read by
 tests/vm/expect.py, which shares no code with lvsgen: a generator that misreads the file
 cannot make its own expectations agree with it. The mutants phase proves the checks can fail:
@@ -42,25 +47,38 @@ EXAMPLES = {"seed-dr": ROOT / "examples/seed-dr.json", "shop": ROOT / "examples/
 def topology(cluster: Cluster, out: str) -> dict:
     networks: list[str] = []
     hosts = []
+    used = {ipaddress.ip_interface(h["address"]).ip for h in cluster.hosts.values()} | {ipaddress.ip_address(v["address"]) for v in cluster.vips}
+
+    def free(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """An address of NET no host or VIP has, from the top (the client's, a gateway's)."""
+        ip = next(ip for ip in reversed(list(net.hosts())) if ip not in used)
+        used.add(ip)
+        return ip
+
+    gateways: dict[str, str] = {}
     for name, host in cluster.hosts.items():
         net = str(ipaddress.ip_interface(host["address"]).network)
         if net not in networks:
             networks.append(net)
         serve = sorted({f"{svc['protocol']}:{svc['vip']}:{svc['port']}" for svc in cluster.services if name in svc["weights"]})
+        if net not in gateways:  # a router address on each network: nothing answers there
+            gateways[net] = str(free(ipaddress.ip_network(net)))
         own_units = {}
         if host.get("network_file"):
-            # The file the host already has (network_file): it configures the host's address.
-            own_units[host["network_file"]] = f"[Match]\nName={host['interface']}\n\n[Network]\nAddress={host['address']}\n"
+            # The file the host already has (network_file): it configures the host's address
+            # and its default route.
+            own_units[host["network_file"]] = (f"[Match]\nName={host['interface']}\n\n[Network]\nAddress={host['address']}\n"
+                                               f"Gateway={gateways[net]}\n")
         hosts.append({
             "name": name, "hostname": cluster.hostname(name), "role": host["role"],
             "interface": host["interface"], "network": net, "serve": serve,
+            "own_address": str(ipaddress.ip_interface(host["address"])), "gateway": gateways[net],
             "addresses": [list(a) for a in cluster.addresses(name)],
             "own_units": own_units,
         })
     director = cluster.hosts[cluster.directors()[0]]
     director_net = ipaddress.ip_interface(director["address"]).network
-    used = {ipaddress.ip_interface(h["address"]).ip for h in cluster.hosts.values()} | {ipaddress.ip_address(v["address"]) for v in cluster.vips}
-    client_ip = next(ip for ip in reversed(list(director_net.hosts())) if ip not in used)
+    client_ip = free(director_net)
     plan, big = [], []
     for svc in cluster.services:
         n, _, _ = expected_answers(svc)
@@ -79,7 +97,7 @@ def topology(cluster: Cluster, out: str) -> dict:
         "big": big,
         "trees": {"main": out, "noarp": f"{out}-noarp"},
         "mutants": {name: {"tree": f"{out}-{name}", "hosts": cluster.directors()} for name in MUTANTS},
-        "phases": ["setup", "noarp", "networkd"],
+        "phases": ["setup", "noarp", "networkd", "ifupdown"],
     }
 
 
@@ -291,10 +309,9 @@ def test_boot_unit_loads_the_table_before_the_network(cluster_run):
     """The generated unit's ExecStart, run after systemd-sysctl and before systemd-networkd
     as its ordering says, loads every director's table: no step is done by hand."""
     boot = phase(cluster_run, "networkd")["boot_unit"]
-    directors = cluster_run["cluster"].directors()
-    assert sorted(boot) == sorted(directors)
-    for director, result in boot.items():
-        assert result["rc"] == "0", f"{director}: {result}"
+    assert sorted(boot) == sorted(cluster_run["cluster"].hosts), "every host has the boot unit"
+    for host, result in boot.items():
+        assert result["rc"] == "0", f"{host}: {result}"
         assert "change(s) made" in result["output"], result["output"]
 
 
@@ -313,5 +330,46 @@ def test_networkd_cluster_serves_and_hides_arp(cluster_run):
 def test_setup_sh_after_networkd_changes_nothing(cluster_run):
     """Both paths reach the same state: after the boot path, setup.sh finds nothing to do."""
     for host, result in phase(cluster_run, "networkd")["setup"].items():
+        assert result["rc"] == 0, result["output"]
+        assert "no changes: already in the described state" in result["output"], f"{host}:\n{result['output']}"
+
+
+def test_networkd_keeps_each_hosts_own_file_in_charge(cluster_run):
+    """lvsgen's networkd files must not shadow the host's own (netplan's, or the one the
+    cluster file names): each host still has the default route only its own file gives."""
+    r = phase(cluster_run, "networkd")
+    for host in json.loads((cluster_run["work"] / "topology.json").read_text())["hosts"]:
+        assert r["routes"][host["name"]].startswith(f"default via {host['gateway']} dev {host['interface']}"), (host["name"], r["routes"])
+    # and lvsgen wrote no .network file for any NIC (no own_interface in these examples)
+    nic_units = [p for p in (cluster_run["work"] / "out").glob("*/etc/systemd/network/*.network") if "lvs0" not in p.name and "tunl0" not in p.name]
+    assert nic_units == []
+
+
+# --- phase: a reboot without networkd ------------------------------------------------------------
+def test_ifupdown_boot_units_succeed_and_the_early_one_needs_no_network(cluster_run):
+    r = phase(cluster_run, "ifupdown")
+    assert r["bare"] == []
+    cluster = cluster_run["cluster"]
+    for name, result in r["boot_unit"].items():
+        assert result is not None and result["rc"] == "0", f"{name}: {result}"
+        # Before the network: every VIP is in place, on lvsgen's own devices; the NIC has none.
+        have = r["before_network"][name]
+        for cidr, dev in cluster.addresses(name)[1:]:
+            assert re.search(r"^\d+: %s\s+inet6? %s " % (re.escape(dev), re.escape(cidr)), have, re.M), (name, cidr, dev, have)
+        assert cluster.hosts[name]["address"] not in have, f"{name}: lvsgen configured the host's own address"
+    assert all(x is None or x["rc"] == "0" for x in r["network_unit"].values()), r["network_unit"]
+    assert r["missing"] == []
+
+
+def test_ifupdown_cluster_serves_and_hides_arp(cluster_run):
+    r = phase(cluster_run, "ifupdown")
+    assert check_answers(cluster_run["cluster"], r["answers"]) == []
+    assert check_arp(r["arp"]) == []
+    wanted = _modules_load_d(cluster_run)
+    assert wanted <= set(r["modules"]), sorted(wanted - set(r["modules"]))
+
+
+def test_setup_sh_after_an_ifupdown_boot_changes_nothing(cluster_run):
+    for host, result in phase(cluster_run, "ifupdown")["setup"].items():
         assert result["rc"] == 0, result["output"]
         assert "no changes: already in the described state" in result["output"], f"{host}:\n{result['output']}"

@@ -3,8 +3,9 @@ artifacts as they are, and records facts in /test/results.json. It judges nothin
 host-side pytest (tests/vm/test_vm_cluster.py) turns the facts into one test per check.
 
 /test/topology.json (written by the host side) says what to build:
-  hosts: [{name, hostname, role, interface, network, addresses: [[cidr, dev]...],
-           serve: ["tcp:VIP:PORT", ...]}],  networks: [cidr...],  client: {address, network},
+  hosts: [{name, hostname, role, interface, network, own_address, gateway,
+           addresses: [[cidr, dev]...], serve: ["tcp:VIP:PORT", ...], own_units: {name: text}}],
+  networks: [cidr...],  client: {address, network},
   vips: [{address, director}], plan: [client requests], big: [{director, vip, port}],
   trees: {"main": "out", "noarp": "out-noarp"},
   mutants: {name: {tree, hosts: [directors]}}  (trees whose tables a generator bug would write)
@@ -60,9 +61,9 @@ def in_host(host, args, **kw):
 
 # --- modules: the guest is bare (tests/vm/build-image.sh) ------------------------------------------
 def lvs_modules_loaded():
-    """The modules lvsgen's artifacts may load (IPVS and its schedulers, dummy, ipip) that are loaded."""
+    """The modules lvsgen's artifacts may load (IPVS and its schedulers, dummy, ipip, nf_tables) that are loaded."""
     return sorted(m for m in os.listdir("/sys/module")
-                  if (m.startswith("ip_vs") or m in ("dummy", "ipip")) and os.path.exists(f"/sys/module/{m}/refcnt"))
+                  if (m.startswith("ip_vs") or m in ("dummy", "ipip", "nf_tables")) and os.path.exists(f"/sys/module/{m}/refcnt"))
 
 
 def unload_lvs_modules():
@@ -85,7 +86,24 @@ def autoload_refusals():
 
 
 # --- topology -----------------------------------------------------------------------------------
-def build_topology():
+def own_network(host):
+    """What the host's own network configuration (ifupdown, a cloud's DHCP) gives it before
+    lvsgen runs: its NIC up, its address, its default route. lvsgen never configures these."""
+    nsx(host["name"], ["ip", "addr", "add", host["own_address"], "dev", host["interface"]])
+    nsx(host["name"], ["ip", "link", "set", host["interface"], "up"])
+    for nic in host.get("extra_nics", []):
+        nsx(host["name"], ["ip", "addr", "add", nic["own_address"], "dev", nic["interface"]])
+        nsx(host["name"], ["ip", "link", "set", nic["interface"], "up"])
+    nsx(host["name"], ["ip", "route", "add", "default", "via", host["gateway"], "dev", host["interface"]])
+
+
+def default_routes():
+    return {h["name"]: nsx(h["name"], ["ip", "route", "show", "default"]).stdout.strip() for h in TOPO["hosts"]}
+
+
+def build_topology(network=True):
+    """The namespaces; with NETWORK, each host's own network is up as well (own_network), as
+    on a running host. Without, the NIC is down and has no address, as early at boot."""
     run(["modprobe", "-a", "veth", "bridge"])  # the test bed's own devices
     os.makedirs(f"{VM}/etc", exist_ok=True)
     for i, net in enumerate(TOPO["networks"]):
@@ -96,9 +114,10 @@ def build_topology():
         run(["ip", "netns", "add", name])
         nsx(name, ["ip", "link", "set", "lo", "up"])
         nsx(name, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
-        bridge = "br%d" % TOPO["networks"].index(host["network"])
-        run(["ip", "link", "add", f"v{i}", "type", "veth", "peer", "name", host["interface"], "netns", name])
-        run(["ip", "link", "set", f"v{i}", "master", bridge, "up"])
+        for j, nic in enumerate([host] + host.get("extra_nics", [])):
+            bridge = "br%d" % TOPO["networks"].index(nic["network"])
+            run(["ip", "link", "add", f"v{i}x{j}", "type", "veth", "peer", "name", nic["interface"], "netns", name])
+            run(["ip", "link", "set", f"v{i}x{j}", "master", bridge, "up"])
         if name == "client":
             nsx(name, ["ip", "link", "set", host["interface"], "up"])
             nsx(name, ["ip", "addr", "add", host["address"], "dev", host["interface"]])
@@ -108,6 +127,8 @@ def build_topology():
                 run(["cp", "-a", "/etc", f"{VM}/etc-base"])
             shutil.rmtree(f"{VM}/etc/{name}", ignore_errors=True)
             run(["cp", "-a", f"{VM}/etc-base", f"{VM}/etc/{name}"])
+            if network:
+                own_network(host)
     log("topology up:", ", ".join(h["name"] for h in TOPO["hosts"]))
 
 
@@ -254,20 +275,52 @@ def wait_for_addresses(timeout=60):
     return missing
 
 
-def boot_unit_command(etc):
-    """ExecStart of the generated boot unit, if the host has one (directors)."""
+def boot_unit_command(etc, unit="lvsgen.service"):
+    """ExecStart of a generated boot unit, if the host has it."""
     try:
-        text = open(f"{etc}/systemd/system/lvsgen.service").read()
+        text = open(f"{etc}/systemd/system/{unit}").read()
     except FileNotFoundError:
         return None
     return re.search(r"^ExecStart=(.+)$", text, re.M)[1].split()
 
 
+def install_boot_files(tree):
+    """What a host has after its first setup.sh run, or after cloud-init: the generated etc/
+    in its /etc, the host folder where cloud-init puts it (/var/lib/lvsgen/host), and the boot
+    units enabled. Then a reboot: no lvsgen address, device or table is left."""
+    for host in TOPO["hosts"]:
+        name = host["name"]
+        run(["cp", "-a", f"{T}/{tree}/{name}/etc/.", f"{VM}/etc/{name}/"])
+        os.makedirs(f"{VM}/state/{name}", exist_ok=True)
+        # What cloud-init's write_files puts there: the host folder without cloud-init.yaml
+        # itself and the build's manifest.
+        run(["cp", "-a", f"{T}/{tree}/{name}/.", f"{VM}/state/{name}/host/"])
+        for extra in ("cloud-init.yaml", ".lvsgen-manifest"):
+            os.remove(f"{VM}/state/{name}/host/{extra}")
+        wants = f"{VM}/etc/{name}/systemd/system/multi-user.target.wants"
+        for unit in ("lvsgen.service", "lvsgen-network.service"):
+            if boot_unit_command(f"{VM}/etc/{name}", unit):
+                os.makedirs(wants, exist_ok=True)
+                os.symlink(f"/etc/systemd/system/{unit}", f"{wants}/{unit}")
+
+
+def run_boot_unit(host, unit):
+    """A boot unit's ExecStart, run as that host; None when the host has no such unit."""
+    command = boot_unit_command(f"{VM}/etc/{host['name']}", unit)
+    if command is None:
+        return None
+    p = in_host(host, command, check=False, timeout=300)
+    log(unit, host["name"], "rc", p.returncode)
+    return {"rc": str(p.returncode), "output": p.stdout + p.stderr}
+
+
 def start_networkd(tree):
-    """A boot from the generated files alone: each host's etc/ is installed in its /etc and its
-    folder where cloud-init puts it (/var/lib/lvsgen/host); then, in the order the units give,
-    systemd-sysctl, the boot unit's ExecStart (directors: the IPVS table), and
-    systemd-networkd, which brings up the addresses. No step is done by hand."""
+    """A boot from the generated files alone, on networkd hosts set up like Ubuntu's cloud
+    images: netplan's /run/systemd/network/10-netplan-<nic>.network configures each NIC (its
+    address and gateway), or the host's own file in /etc where the cluster file names one
+    (network_file). Then, in the order the units give: systemd-modules-load, systemd-sysctl,
+    lvsgen.service's ExecStart, systemd-networkd, and once every address is up (the network
+    is online), lvsgen-network.service's where the host has one. No step is done by hand."""
     procs = []
     script = r"""
         set -u
@@ -276,6 +329,7 @@ def start_networkd(tree):
         for d in /usr/lib/systemd/network /usr/local/lib/systemd/network; do
           if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
         done
+        if [ -n "$NETPLAN" ]; then cp "$NETPLAN" /run/systemd/network/; fi
         /lib/systemd/systemd-modules-load || echo "systemd-modules-load failed: $?"
         /lib/systemd/systemd-sysctl || echo "systemd-sysctl failed: $?"
         if [ "$#" -gt 0 ]; then
@@ -284,39 +338,39 @@ def start_networkd(tree):
         fi
         exec env SYSTEMD_LOG_LEVEL=info SYSTEMD_LOG_TARGET=console /lib/systemd/systemd-networkd
     """
+    install_boot_files(tree)
+    os.makedirs(f"{VM}/netplan", exist_ok=True)
     for host in TOPO["hosts"]:
         name = host["name"]
-        # The host's own networkd file, where the cluster file says it has one (network_file).
-        for unit, text in host.get("own_units", {}).items():
-            with open(f"{VM}/etc/{name}/systemd/network/{unit}", "w") as fh:
-                fh.write(text)
-        run(["cp", "-a", f"{T}/{tree}/{name}/etc/.", f"{VM}/etc/{name}/"])
-        os.makedirs(f"{VM}/state/{name}", exist_ok=True)
-        # What cloud-init's write_files puts there: the host folder without cloud-init.yaml
-        # itself and the build's manifest.
-        run(["cp", "-a", f"{T}/{tree}/{name}/.", f"{VM}/state/{name}/host/"])
-        for extra in ("cloud-init.yaml", ".lvsgen-manifest"):
-            os.remove(f"{VM}/state/{name}/host/{extra}")
+        netplan = ""
+        if host["own_units"]:
+            # The host's own networkd file, where the cluster file says it has one (network_file).
+            for unit, text in host["own_units"].items():
+                with open(f"{VM}/etc/{name}/systemd/network/{unit}", "w") as fh:
+                    fh.write(text)
+        else:
+            netplan = f"{VM}/netplan/{name}/10-netplan-{host['interface']}.network"
+            os.makedirs(os.path.dirname(netplan), exist_ok=True)
+            with open(netplan, "w") as fh:
+                fh.write("# what netplan writes for a static NIC\n[Match]\nName=%s\n\n[Network]\nAddress=%s\nGateway=%s\n"
+                         % (host["interface"], host["own_address"], host["gateway"]))
         log_file = open(f"{VM}/networkd-{name}.log", "w")
         command = boot_unit_command(f"{VM}/etc/{name}") or []
-        if command:  # enabled, as the first setup.sh run (or 'systemctl enable') left it
-            wants = f"{VM}/etc/{name}/systemd/system/multi-user.target.wants"
-            os.makedirs(wants, exist_ok=True)
-            os.symlink("/etc/systemd/system/lvsgen.service", f"{wants}/lvsgen.service")
-        procs.append(subprocess.Popen(host_args(host, ["sh", "-c", script, "sh", *command]), stdout=log_file, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(["env", f"NETPLAN={netplan}", *host_args(host, ["sh", "-c", script, "sh", *command])],
+                                      stdout=log_file, stderr=subprocess.STDOUT))
     missing = wait_for_addresses()
     boot = {}
     for host in TOPO["hosts"]:
-        if host["role"] == "director":
-            rc_file = f"{VM}/run/{host['name']}/boot-unit.rc"
-            deadline = time.time() + 120
-            while not os.path.exists(rc_file) and time.time() < deadline:
-                time.sleep(0.2)
-            rc = open(rc_file).read().strip() if os.path.exists(rc_file) else "none"
-            out = open(f"{VM}/run/{host['name']}/boot-unit.log").read() if os.path.exists(f"{VM}/run/{host['name']}/boot-unit.log") else ""
-            boot[host["name"]] = {"rc": rc, "output": out}
+        rc_file = f"{VM}/run/{host['name']}/boot-unit.rc"
+        deadline = time.time() + 120
+        while not os.path.exists(rc_file) and time.time() < deadline:
+            time.sleep(0.2)
+        rc = open(rc_file).read().strip() if os.path.exists(rc_file) else "none"
+        out = open(f"{VM}/run/{host['name']}/boot-unit.log").read() if os.path.exists(f"{VM}/run/{host['name']}/boot-unit.log") else ""
+        boot[host["name"]] = {"rc": rc, "output": out}
+    late = {h["name"]: run_boot_unit(h, "lvsgen-network.service") for h in TOPO["hosts"]}
     logs = {h["name"]: open(f"{VM}/networkd-{h['name']}.log").read() for h in TOPO["hosts"]}
-    return procs, {"missing": missing, "boot_unit": boot, "logs": logs}
+    return procs, {"missing": missing, "boot_unit": boot, "network_unit": late, "logs": logs, "routes": default_routes()}
 
 
 def phase_setup():
@@ -369,7 +423,7 @@ def phase_noarp():
 
 def phase_networkd():
     bare = unload_lvs_modules()
-    build_topology()
+    build_topology(network=False)
     procs, r = start_networkd(TOPO["trees"]["main"])
     r["bare"] = bare
     r["modules"] = lvs_modules_loaded()
@@ -383,8 +437,72 @@ def phase_networkd():
     return r
 
 
+def phase_ifupdown():
+    """A reboot on hosts without networkd (ifupdown, NetworkManager): fresh namespaces with
+    nothing of lvsgen's, the generated units installed, and only their commands run in boot
+    order: lvsgen.service before the network, then the host's own network comes up (what
+    ifupdown does), then lvsgen-network.service where the host has one."""
+    bare = unload_lvs_modules()
+    build_topology(network=False)
+    install_boot_files(TOPO["trees"]["main"])
+    r = {"bare": bare}
+    r["boot_unit"] = {h["name"]: run_boot_unit(h, "lvsgen.service") for h in TOPO["hosts"]}
+    r["before_network"] = {h["name"]: nsx(h["name"], ["ip", "-o", "addr", "show"]).stdout for h in TOPO["hosts"]}
+    for host in TOPO["hosts"]:
+        own_network(host)
+    r["network_unit"] = {h["name"]: run_boot_unit(h, "lvsgen-network.service") for h in TOPO["hosts"]}
+    r["missing"] = wait_for_addresses(timeout=10)
+    r["modules"] = lvs_modules_loaded()
+    servers = start_servers()
+    r["answers"] = client(TOPO["plan"])
+    r["arp"] = arp_answers()
+    r["routes"] = default_routes()
+    r["setup"] = run_setups(TOPO["trees"]["main"], "setup.sh after an ifupdown boot")
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
+def phase_nat():
+    """LVS-NAT: traffic through the director both ways, the director's forwarding policy
+    (nftables table inet lvsgen) against a client that routes straight to the real servers,
+    and a real server without its route via the director (negative control)."""
+    bare = unload_lvs_modules()
+    build_topology()
+    nat = TOPO["nat"]
+    main = TOPO["trees"]["main"]
+    director = next(h for h in TOPO["hosts"] if h["role"] == "director")
+    r = {"bare": bare, "first": run_setups(main, "setup.sh")}
+    r["modules"] = lvs_modules_loaded()
+    servers = start_servers()
+    r["answers"] = client(TOPO["plan"])
+    r["stats"] = ipvs_stats()
+    r["saved"] = saved_tables()
+    r["routes"] = default_routes()
+    r["arp"] = arp_answers()
+    r["ruleset"] = in_host(director, ["nft", "-s", "list", "ruleset"]).stdout
+    # The client routes the real servers' network via the director, and asks them directly.
+    nsx("client", ["ip", "route", "add", nat["rs_network"], "via", nat["director_front"]])
+    r["direct_blocked"] = client(nat["direct"])
+    # Control: without lvsgen's table the same requests get through, so it is what blocks.
+    in_host(director, ["nft", "delete", "table", "inet", "lvsgen"])
+    r["direct_open"] = client(nat["direct"])
+    r["heal"] = run_setups(main, "setup.sh after the table was deleted")
+    r["direct_after_heal"] = client(nat["direct"])
+    r["second"] = run_setups(main, "setup.sh again")
+    # Control: a real server whose replies do not go back through the director.
+    nsx(nat["unrouted"], ["ip", "route", "del", "default"])
+    r["answers_unrouted"] = client(TOPO["plan"])
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
 def main():
-    phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd}
+    phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd, "ifupdown": phase_ifupdown,
+              "nat": phase_nat}
     for name in TOPO["phases"]:
         t0 = time.time()
         try:
