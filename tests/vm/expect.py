@@ -7,7 +7,7 @@ the user reads too: the defaults the JSON Schema declares, and the documented pl
 DR VIPs (a director's IPv4 VIPs on its dummy device `lvs0`, its IPv6 VIPs on its interface; a
 real server's on `lvs0`, or `lo`).
 
-Only what the VM examples use is covered (DR and NAT services on an address); anything else
+Only what the VM examples use is covered (DR, NAT and TUN services on an address); anything else
 is refused, so that a new example cannot be half-checked by accident.
 """
 
@@ -30,6 +30,7 @@ DEFAULT_SCHEDULER = _default("service", "scheduler")
 DEFAULT_WEIGHT = _default("real_server", "weight")
 DEFAULT_VIP_DEVICE = _default("host", "vip_device")
 DUMMY = "lvs0"  # README: "dummy (default: the device lvs0)"
+TUNNEL = "tunl0"
 
 
 class Cluster:
@@ -44,8 +45,8 @@ class Cluster:
             address = str(ipaddress.ip_address(vip["address"]))
             self.vips.append({"name": vip_name, "address": address, "director": vip["director"]})
             for svc in vip["services"]:
-                if svc.get("forwarding") not in ("dr", "nat") or "fwmark" in svc:
-                    raise ValueError(f"expect.py covers DR and NAT services on an address only: {vip_name} {svc}")
+                if svc.get("forwarding") not in ("dr", "nat", "tun") or "fwmark" in svc:
+                    raise ValueError(f"expect.py covers DR, NAT and TUN services on an address only: {vip_name} {svc}")
                 protocol = svc.get("protocol", DEFAULT_PROTOCOL)
                 members = {}
                 ports = {}
@@ -89,6 +90,8 @@ class Cluster:
                 where = DUMMY if prefix == 32 else host["interface"]
             elif host["role"] != "director" and name in svc["weights"] and svc["forwarding"] == "dr":
                 where = DUMMY if host.get("vip_device", DEFAULT_VIP_DEVICE) == "dummy" else "lo"
+            elif host["role"] != "director" and name in svc["weights"] and svc["forwarding"] == "tun":
+                where = TUNNEL  # README: a TUN real server holds the VIP on tunl0
             else:
                 continue
             if (f"{svc['vip']}/{prefix}", where) not in out:

@@ -345,6 +345,17 @@ def test_networkd_keeps_each_hosts_own_file_in_charge(cluster_run):
     assert nic_units == []
 
 
+def test_lvsgens_sysctl_drop_in_wins_over_etc_sysctl_conf(cluster_run):
+    """Each host's /etc/sysctl.conf (sysctl.d/99-sysctl.conf) says the opposite of lvsgen;
+    right after systemd-sysctl, before the boot unit could fix anything, lvsgen's values hold."""
+    after = phase(cluster_run, "networkd")["after_sysctl"]
+    for name, host in cluster_run["cluster"].hosts.items():
+        if host["role"] == "director":  # arp_ignore 0 (it answers ARP for VIPs on lvs0); no arp_announce
+            assert after[name][0] == "0", (name, after[name])
+        else:  # arp_ignore 1, arp_announce 2
+            assert after[name] == ["1", "2"], (name, after[name])
+
+
 # --- phase: a reboot without networkd ------------------------------------------------------------
 def test_ifupdown_boot_units_succeed_and_the_early_one_needs_no_network(cluster_run):
     r = phase(cluster_run, "ifupdown")

@@ -1,8 +1,9 @@
 """LVS-NAT in a real kernel (pytest -m vm), with lvsgen's artifacts as they are.
 
-One VM boot runs cluster/driver.py on tests/vm/nat/cluster.json: a director with two NICs
-(clients on 203.0.113.0/24, real servers on 198.51.100.0/24), two real servers that listen on
-remapped ports, a TCP and a UDP service. Phases:
+One VM boot per cluster file runs cluster/driver.py: tests/vm/nat/cluster.json is IPv4, a
+director with two NICs (clients on 203.0.113.0/24, real servers on 198.51.100.0/24), two real
+servers that listen on remapped ports, a TCP and a UDP service; tests/vm/nat/cluster6.json is
+the same in IPv6 (2001:db8:1::/64 and 2001:db8:2::/64). Phases:
 - nat:      setup.sh on every host; traffic through the VIP (the split the schedulers give);
             replies through the director (OutPkts); each real server's default route via the
             director; the director's forwarding policy against a client that routes straight
@@ -10,7 +11,10 @@ remapped ports, a TCP and a UDP service. Phases:
             healing it; a real server without its route via the director (negative control);
 - ifupdown: a reboot without networkd: the boot units' commands alone around the hosts' own
             network, so the real servers' route via the director comes from
-            lvsgen-network.service.
+            lvsgen-network.service (and, in IPv6, the director's VIP on its NIC);
+- ra:       IPv6 only: the director forwards, so it takes router advertisements only with
+            accept_ra 2 on its NIC, which lvsgen sets; with 1 (negative control) it ignores
+            them, and setup.sh puts 2 back.
 Expectations come from the raw cluster file (tests/vm/expect.py), not from lvsgen.
 """
 
@@ -35,20 +39,25 @@ from expect import Cluster, check_answers, expected_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
 
-CLUSTER = HERE / "nat" / "cluster.json"
-CLIENT = "203.0.113.50/24"
-GATEWAYS = {"203.0.113.0/24": "203.0.113.254", "198.51.100.0/24": "198.51.100.254"}
+CLUSTERS = {"ipv4": HERE / "nat" / "cluster.json", "ipv6": HERE / "nat" / "cluster6.json"}
+
+
+def gateway(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """A router address on NET that no host has: .254, or ...:fffe."""
+    return str(net[-2])
 
 
 def topology(cluster: Cluster) -> dict:
     hosts = []
+    networks = []
     for name, host in cluster.hosts.items():
         own = ipaddress.ip_interface(host["address"])
+        networks += [str(own.network)] + ([str(ipaddress.ip_interface(host["nat_address"]).network)] if "nat_address" in host else [])
         entry = {
             "name": name, "hostname": cluster.hostname(name), "role": host["role"],
             "interface": host["interface"], "network": str(own.network), "own_address": str(own),
             # Not the director: the real servers' own default route, which lvsgen replaces.
-            "gateway": GATEWAYS[str(own.network)],
+            "gateway": gateway(own.network),
             "serve": sorted({f"{svc['protocol']}:{own.ip}:{svc['ports'][name]}" for svc in cluster.services if name in svc["weights"]}),
             "addresses": [list(a) for a in cluster.addresses(name)], "own_units": {},
         }
@@ -57,6 +66,8 @@ def topology(cluster: Cluster) -> dict:
             entry["extra_nics"] = [{"interface": host["nat_interface"], "network": str(nat.network), "own_address": str(nat)}]
         hosts.append(entry)
     director = cluster.hosts[cluster.directors()[0]]
+    front = ipaddress.ip_interface(director["address"]).network
+    rs_net = ipaddress.ip_interface(director["nat_address"]).network
     plan = []
     for svc in cluster.services:
         n, _, _ = expected_answers(svc)
@@ -68,26 +79,26 @@ def topology(cluster: Cluster) -> dict:
     ]
     return {
         "hosts": hosts,
-        "networks": sorted(GATEWAYS),
-        "client": {"name": "client", "interface": "eth0", "address": CLIENT, "network": "203.0.113.0/24"},
+        "networks": sorted(set(networks)),
+        "client": {"name": "client", "interface": "eth0", "address": f"{front[0x50]}/{front.prefixlen}", "network": str(front)},
         "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
         "plan": plan, "big": [], "mutants": {},
         "trees": {"main": "out"},
-        "nat": {"rs_network": "198.51.100.0/24", "director_front": str(ipaddress.ip_interface(director["address"]).ip),
-                "direct": direct, "unrouted": "app1"},
-        "phases": ["nat", "ifupdown"],
+        "nat": {"rs_network": str(rs_net), "director_front": str(ipaddress.ip_interface(director["address"]).ip),
+                "direct": direct, "unrouted": sorted(n for n, h in cluster.hosts.items() if h["role"] != "director")[0]},
+        "phases": ["nat", "ifupdown"] + (["ra"] if front.version == 6 else []),
     }
 
 
-@pytest.fixture(scope="module")
-def nat_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(CLUSTERS))
+def nat_run(request, tmp_path_factory):
     reason = vm.skip_reason()
     if reason:
         pytest.skip(reason)
-    work = tmp_path_factory.mktemp("vm-nat")
-    build = lvsgen("build", str(CLUSTER), "-o", str(work / "out"))
+    work = tmp_path_factory.mktemp(f"vm-nat-{request.param}")
+    build = lvsgen("build", str(CLUSTERS[request.param]), "-o", str(work / "out"))
     assert build.returncode == 0, build.stderr
-    cluster = Cluster(CLUSTER)
+    cluster = Cluster(CLUSTERS[request.param])
     (work / "topology.json").write_text(json.dumps(topology(cluster), indent=1))
     for f in ("run.sh", "driver.py", "peer.py"):
         shutil.copy2(HERE / "cluster" / f, work / f)
@@ -96,7 +107,10 @@ def nat_run(tmp_path_factory):
     results_file = work / "results.json"
     assert results_file.exists(), run.diagnostics()
     (work / "console.txt").write_text(run.output)
-    return {"cluster": cluster, "results": json.loads(results_file.read_text()), "run": run, "work": work}
+    director = cluster.directors()[0]
+    return {"cluster": cluster, "results": json.loads(results_file.read_text()), "run": run, "work": work,
+            "director": director, "nat_ip": str(ipaddress.ip_interface(cluster.hosts[director]["nat_address"]).ip),
+            "reals": sorted(n for n, h in cluster.hosts.items() if h["role"] != "director"), "v6": ":" in cluster.vips[0]["address"]}
 
 
 def phase(nat_run, name: str) -> dict:
@@ -110,7 +124,8 @@ def test_every_setup_sh_succeeds_on_a_bare_kernel(nat_run):
     r = phase(nat_run, "nat")
     assert r["bare"] == []
     assert {h: x["rc"] for h, x in r["first"].items()} == {h: 0 for h in nat_run["cluster"].hosts}, r["first"]
-    assert {"ip_vs", "ip_vs_rr", "ip_vs_wrr", "nf_tables"} <= set(r["modules"]), r["modules"]
+    wanted = {"ip_vs", "nf_tables"} | {f"ip_vs_{svc['scheduler']}" for svc in nat_run["cluster"].services}
+    assert wanted <= set(r["modules"]), r["modules"]
 
 
 def test_nat_serves_through_the_vip_on_the_remapped_ports(nat_run):
@@ -121,22 +136,25 @@ def test_nat_serves_through_the_vip_on_the_remapped_ports(nat_run):
 def test_nat_replies_go_back_through_the_director(nat_run):
     r = phase(nat_run, "nat")
     for svc in nat_run["cluster"].services:
-        conns, inpkts, outpkts = r["stats"]["lb"][svc["ipvs_key"]]
-        assert conns > 0 and inpkts > 0 and outpkts > 0, (svc["ipvs_key"], r["stats"]["lb"])
+        conns, inpkts, outpkts = r["stats"][nat_run["director"]][svc["ipvs_key"]]
+        assert conns > 0 and inpkts > 0 and outpkts > 0, (svc["ipvs_key"], r["stats"])
 
 
 def test_real_servers_route_through_the_director_and_the_director_answers_arp(nat_run):
     r = phase(nat_run, "nat")
-    assert r["routes"]["app1"].startswith("default via 198.51.100.1 dev eth0"), r["routes"]
-    assert r["routes"]["app2"].startswith("default via 198.51.100.1 dev eth0"), r["routes"]
-    assert r["routes"]["lb"].startswith("default via 203.0.113.254 dev eth0"), "the director's own route was changed"
+    for name in nat_run["reals"]:
+        assert r["routes"][name].startswith(f"default via {nat_run['nat_ip']} dev eth0"), r["routes"]
+    front = ipaddress.ip_interface(nat_run["cluster"].hosts[nat_run["director"]]["address"]).network
+    assert r["routes"][nat_run["director"]].startswith(f"default via {gateway(front)} dev eth0"), "the director's own route was changed"
+    assert len(r["arp"]) == (0 if nat_run["v6"] else 1), r["arp"]
     for vip, seen in r["arp"].items():
         assert seen["macs"] == [seen["director_mac"]], (vip, seen)
 
 
 def test_saved_table_equals_the_rules_file(nat_run):
-    rules = (nat_run["work"] / "out/lb/etc/lvsgen/ipvsadm.rules").read_text()
-    assert sorted(phase(nat_run, "nat")["saved"]["lb"].splitlines()) == sorted(rules.splitlines())
+    director = nat_run["director"]
+    rules = (nat_run["work"] / "out" / director / "etc/lvsgen/ipvsadm.rules").read_text()
+    assert sorted(phase(nat_run, "nat")["saved"][director].splitlines()) == sorted(rules.splitlines())
 
 
 def _all_failed(answers: dict) -> bool:
@@ -162,8 +180,9 @@ def test_control_without_lvsgens_table_the_real_servers_are_reachable(nat_run):
 
 def test_setup_sh_restores_a_deleted_policy_and_then_changes_nothing(nat_run):
     r = phase(nat_run, "nat")
-    assert r["heal"]["lb"]["rc"] == 0, r["heal"]["lb"]["output"]
-    assert "+ nft -f /etc/lvsgen/forward.nft" in r["heal"]["lb"]["output"], r["heal"]["lb"]["output"]
+    heal = r["heal"][nat_run["director"]]
+    assert heal["rc"] == 0, heal["output"]
+    assert "+ nft -f /etc/lvsgen/forward.nft" in heal["output"], heal["output"]
     assert _all_failed(r["direct_after_heal"]), r["direct_after_heal"]
     for host, second in r["second"].items():
         assert second["rc"] == 0 and "no changes" in second["output"], (host, second["output"])
@@ -180,11 +199,31 @@ def test_reboot_without_networkd_restores_the_route_via_the_late_unit(nat_run):
     for name, result in r["boot_unit"].items():
         assert result is not None and result["rc"] == "0", (name, result)
     late = r["network_unit"]
-    assert late["lb"] is None, "the director has nothing on its NIC"
-    for name in ("app1", "app2"):
+    director = nat_run["director"]
+    if nat_run["v6"]:  # its IPv6 VIP is on the NIC: only the late unit can add it
+        vip = nat_run["cluster"].vips[0]["address"]
+        assert late[director] is not None and f"addr add {vip}/128 dev eth0" in late[director]["output"], late[director]
+    else:
+        assert late[director] is None, "the director has nothing on its NIC"
+    for name in nat_run["reals"]:
         assert late[name] is not None and late[name]["rc"] == "0", (name, late[name])
-        assert "route replace default via 198.51.100.1" in late[name]["output"], late[name]["output"]
-        assert r["routes"][name].startswith("default via 198.51.100.1 dev eth0"), r["routes"]
+        assert f"route replace default via {nat_run['nat_ip']}" in late[name]["output"], late[name]["output"]
+        assert r["routes"][name].startswith(f"default via {nat_run['nat_ip']} dev eth0"), r["routes"]
     assert check_answers(nat_run["cluster"], r["answers"]) == []
     for host, result in r["setup"].items():
         assert result["rc"] == 0 and "no changes" in result["output"], (host, result["output"])
+
+
+def test_ipv6_nat_director_keeps_taking_router_advertisements(nat_run):
+    """With forwarding on, the kernel ignores RAs unless accept_ra is 2: lvsgen sets 2 on the
+    client-side NIC, so a default route learned from RAs survives turning NAT on."""
+    if not nat_run["v6"]:
+        pytest.skip("IPv6 only: an IPv4 director has no router advertisements")
+    r = phase(nat_run, "ra")
+    assert all(x["rc"] == 0 for x in r["first"].values()), r["first"]
+    assert (r["forwarding"], r["accept_ra"]) == ("1", "2"), r
+    assert r["learned"].startswith("default via fe80:"), r
+    assert r["learned_with_1"] == "", f"negative control: with accept_ra 1 the RA was still taken: {r}"
+    heal = r["heal"][nat_run["director"]]
+    assert heal["rc"] == 0 and "accept_ra=2" in heal["output"], heal
+    assert r["learned_healed"].startswith("default via fe80:"), r

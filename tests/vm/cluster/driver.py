@@ -98,7 +98,9 @@ def own_network(host):
 
 
 def default_routes():
-    return {h["name"]: nsx(h["name"], ["ip", "route", "show", "default"]).stdout.strip() for h in TOPO["hosts"]}
+    """Each host's default routes, IPv4 then IPv6."""
+    return {h["name"]: (nsx(h["name"], ["ip", "route", "show", "default"]).stdout
+                        + nsx(h["name"], ["ip", "-6", "route", "show", "default"]).stdout).strip() for h in TOPO["hosts"]}
 
 
 def build_topology(network=True):
@@ -332,6 +334,7 @@ def start_networkd(tree):
         if [ -n "$NETPLAN" ]; then cp "$NETPLAN" /run/systemd/network/; fi
         /lib/systemd/systemd-modules-load || echo "systemd-modules-load failed: $?"
         /lib/systemd/systemd-sysctl || echo "systemd-sysctl failed: $?"
+        for k in arp_ignore arp_announce; do cat "/proc/sys/net/ipv4/conf/all/$k"; done > /run/lvsgen/after-sysctl
         if [ "$#" -gt 0 ]; then
           "$@" > /run/lvsgen/boot-unit.log 2>&1
           echo "$?" > /run/lvsgen/boot-unit.rc
@@ -342,6 +345,14 @@ def start_networkd(tree):
     os.makedirs(f"{VM}/netplan", exist_ok=True)
     for host in TOPO["hosts"]:
         name = host["name"]
+        # /etc/sysctl.conf, which Debian links as sysctl.d/99-sysctl.conf, says the opposite
+        # of lvsgen: its drop-in must still win (it is named to sort after 99-sysctl.conf).
+        with open(f"{VM}/etc/{name}/sysctl.conf", "w") as fh:
+            fh.write("net.ipv4.conf.all.arp_ignore = %s\nnet.ipv4.conf.all.arp_announce = 0\n" % (1 if host["role"] == "director" else 0))
+        link = f"{VM}/etc/{name}/sysctl.d/99-sysctl.conf"
+        if not os.path.lexists(link):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink("../sysctl.conf", link)
         netplan = ""
         if host["own_units"]:
             # The host's own networkd file, where the cluster file says it has one (network_file).
@@ -369,8 +380,13 @@ def start_networkd(tree):
         out = open(f"{VM}/run/{host['name']}/boot-unit.log").read() if os.path.exists(f"{VM}/run/{host['name']}/boot-unit.log") else ""
         boot[host["name"]] = {"rc": rc, "output": out}
     late = {h["name"]: run_boot_unit(h, "lvsgen-network.service") for h in TOPO["hosts"]}
+    after_sysctl = {}
+    for host in TOPO["hosts"]:
+        path = f"{VM}/run/{host['name']}/after-sysctl"
+        after_sysctl[host["name"]] = open(path).read().split() if os.path.exists(path) else None
     logs = {h["name"]: open(f"{VM}/networkd-{h['name']}.log").read() for h in TOPO["hosts"]}
-    return procs, {"missing": missing, "boot_unit": boot, "network_unit": late, "logs": logs, "routes": default_routes()}
+    return procs, {"missing": missing, "boot_unit": boot, "network_unit": late, "logs": logs, "routes": default_routes(),
+                   "after_sysctl": after_sysctl}
 
 
 def phase_setup():
@@ -492,7 +508,7 @@ def phase_nat():
     r["direct_after_heal"] = client(nat["direct"])
     r["second"] = run_setups(main, "setup.sh again")
     # Control: a real server whose replies do not go back through the director.
-    nsx(nat["unrouted"], ["ip", "route", "del", "default"])
+    nsx(nat["unrouted"], ["ip", "-6" if ":" in nat["director_front"] else "-4", "route", "del", "default"])
     r["answers_unrouted"] = client(TOPO["plan"])
     for p in servers:
         p.kill()
@@ -500,9 +516,72 @@ def phase_nat():
     return r
 
 
+def phase_tun():
+    """LVS-TUN (IPIP): traffic, requests arriving on the real servers' tunl0, replies
+    bypassing the director, ARP; then strict reverse-path filtering on tunl0 (negative
+    control: lvsgen sets it loose there, and only there), healed by setup.sh."""
+    bare = unload_lvs_modules()
+    build_topology()
+    main = TOPO["trees"]["main"]
+    reals = [h for h in TOPO["hosts"] if h["role"] != "director"]
+
+    def rp_filter():
+        return {h["name"]: {k: nsx(h["name"], ["sh", "-c", f"cat /proc/sys/net/ipv4/conf/{k}/rp_filter 2>/dev/null || echo none"]).stdout.strip()
+                            for k in ("all", h["interface"], "tunl0")} for h in reals}
+
+    r = {"bare": bare, "rp_filter_before": rp_filter(), "first": run_setups(main, "setup.sh")}
+    r["modules"] = {h["name"]: lvs_modules_loaded() for h in TOPO["hosts"]}
+    servers = start_servers()
+    before = {h["name"]: ifstat(h["name"], "tunl0", "rx_packets") for h in reals}
+    r["answers"] = client(TOPO["plan"])
+    r["tunl0_rx"] = {h["name"]: ifstat(h["name"], "tunl0", "rx_packets") - before[h["name"]] for h in reals}
+    r["stats"] = ipvs_stats()
+    r["arp"] = arp_answers()
+    r["rp_filter"] = rp_filter()
+    for h in reals:
+        nsx(h["name"], ["sysctl", "-q", "-w", "net.ipv4.conf.tunl0.rp_filter=1", "net.ipv4.conf.all.rp_filter=1"])
+    r["answers_strict"] = client(TOPO["plan"])
+    r["heal"] = run_setups(main, "setup.sh after rp_filter was made strict")
+    r["answers_healed"] = client(TOPO["plan"])
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
+def phase_ra():
+    """An IPv6 NAT director forwards (net.ipv6.conf.all.forwarding = 1), and a forwarding
+    host ignores router advertisements unless accept_ra is 2 on the interface. A router
+    advertisement from the client's link, with lvsgen's settings, and again with accept_ra 1
+    on the director's NIC (negative control); setup.sh then puts 2 back."""
+    build_topology()
+    director = next(h for h in TOPO["hosts"] if h["role"] == "director")
+    name, nic = director["name"], director["interface"]
+    r = {"first": run_setups(TOPO["trees"]["main"], "setup.sh")}
+
+    def ra_routes():
+        nsx("client", [*PY, f"{T}/peer.py", "ra", TOPO["client"]["interface"]])
+        time.sleep(1.5)
+        return nsx(name, ["ip", "-6", "route", "show", "default", "proto", "ra"]).stdout.strip()
+
+    def sysctl(key):
+        return nsx(name, ["sysctl", "-n", key]).stdout.strip()
+
+    r["forwarding"] = sysctl("net.ipv6.conf.all.forwarding")
+    r["accept_ra"] = sysctl(f"net.ipv6.conf.{nic}.accept_ra")
+    r["learned"] = ra_routes()
+    nsx(name, ["ip", "-6", "route", "flush", "proto", "ra"], check=False)
+    nsx(name, ["sysctl", "-q", "-w", f"net.ipv6.conf.{nic}.accept_ra=1"])
+    r["learned_with_1"] = ra_routes()
+    r["heal"] = run_setups(TOPO["trees"]["main"], "setup.sh after accept_ra was set to 1")
+    r["learned_healed"] = ra_routes()
+    teardown()
+    return r
+
+
 def main():
     phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd, "ifupdown": phase_ifupdown,
-              "nat": phase_nat}
+              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra}
     for name in TOPO["phases"]:
         t0 = time.time()
         try:

@@ -6,6 +6,8 @@
     peer.py client PLAN.json     PLAN: [{"key", "protocol", "vip", "port", "n", "path"}]; prints
                                  JSON {key: [first line of each answer, or "ERR ..."]}; a new
                                  connection (TCP) or a new socket (UDP) for every request.
+    peer.py ra IFACE             one IPv6 router advertisement (router lifetime 1800 s, no
+                                 prefix) to all nodes on IFACE, as a router on that link sends.
 """
 import json
 import os
@@ -77,8 +79,23 @@ def client(plan_file):
     print(json.dumps(out))
 
 
+def router_advertisement(iface):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # RFC 4861: 255 or dropped
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex(iface))
+    # type 134, code 0, checksum (the kernel fills it in), cur hop limit 64, flags 0,
+    # router lifetime 1800, reachable time 0, retrans timer 0
+    ra = bytes([134, 0, 0, 0, 64, 0]) + (1800).to_bytes(2, "big") + bytes(8)
+    s.sendto(ra, ("ff02::1", 0, 0, socket.if_nametoindex(iface)))
+    s.close()
+    print("sent")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
+    if sys.argv[1] == "ra":
+        router_advertisement(sys.argv[2])
+    elif sys.argv[1] == "serve":
         serve(sys.argv[2], sys.argv[3:])
     else:
         client(sys.argv[2])
