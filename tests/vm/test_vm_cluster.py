@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE.parent))
 import vm  # noqa: E402
 from cases import ROOT, lvsgen  # noqa: E402
 
+from driven import run_driver  # noqa: E402
 from expect import Cluster, check_answers, expected_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
@@ -156,15 +157,7 @@ def cluster_run(request, tmp_path_factory):
     cluster = Cluster(EXAMPLES[name])
     for mutant, mutate in MUTANTS.items():
         make_mutant(work / "out", work / f"out-{mutant}", cluster.directors(), mutate)
-    (work / "topology.json").write_text(json.dumps(topology(cluster, "out"), indent=1))
-    for f in ("run.sh", "driver.py", "peer.py"):
-        shutil.copy2(HERE / "cluster" / f, work / f)
-    run = vm.boot(work, timeout=1500)
-    print(run.summary())
-    results_file = work / "results.json"
-    assert results_file.exists(), run.diagnostics()
-    results = json.loads(results_file.read_text())
-    (work / "console.txt").write_text(run.output)
+    run, results = run_driver(work, topology(cluster, "out"), timeout=1500)
     return {"name": name, "cluster": cluster, "results": results, "run": run, "work": work}
 
 

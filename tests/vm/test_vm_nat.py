@@ -21,8 +21,6 @@ Expectations come from the raw cluster file (tests/vm/expect.py), not from lvsge
 from __future__ import annotations
 
 import ipaddress
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 import vm  # noqa: E402
 from cases import lvsgen  # noqa: E402
 
+from driven import run_driver  # noqa: E402
 from expect import Cluster, check_answers, expected_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
@@ -99,16 +98,9 @@ def nat_run(request, tmp_path_factory):
     build = lvsgen("build", str(CLUSTERS[request.param]), "-o", str(work / "out"))
     assert build.returncode == 0, build.stderr
     cluster = Cluster(CLUSTERS[request.param])
-    (work / "topology.json").write_text(json.dumps(topology(cluster), indent=1))
-    for f in ("run.sh", "driver.py", "peer.py"):
-        shutil.copy2(HERE / "cluster" / f, work / f)
-    run = vm.boot(work, timeout=1200)
-    print(run.summary())
-    results_file = work / "results.json"
-    assert results_file.exists(), run.diagnostics()
-    (work / "console.txt").write_text(run.output)
+    run, results = run_driver(work, topology(cluster), timeout=1200)
     director = cluster.directors()[0]
-    return {"cluster": cluster, "results": json.loads(results_file.read_text()), "run": run, "work": work,
+    return {"cluster": cluster, "results": results, "run": run, "work": work,
             "director": director, "nat_ip": str(ipaddress.ip_interface(cluster.hosts[director]["nat_address"]).ip),
             "reals": sorted(n for n, h in cluster.hosts.items() if h["role"] != "director"), "v6": ":" in cluster.vips[0]["address"]}
 
@@ -214,11 +206,11 @@ def test_reboot_without_networkd_restores_the_route_via_the_late_unit(nat_run):
         assert result["rc"] == 0 and "no changes" in result["output"], (host, result["output"])
 
 
+@pytest.mark.parametrize("nat_run", ["ipv6"], indirect=True)
 def test_ipv6_nat_director_keeps_taking_router_advertisements(nat_run):
     """With forwarding on, the kernel ignores RAs unless accept_ra is 2: lvsgen sets 2 on the
     client-side NIC, so a default route learned from RAs survives turning NAT on."""
-    if not nat_run["v6"]:
-        pytest.skip("IPv6 only: an IPv4 director has no router advertisements")
+    assert nat_run["v6"]
     r = phase(nat_run, "ra")
     assert all(x["rc"] == 0 for x in r["first"].values()), r["first"]
     assert (r["forwarding"], r["accept_ra"]) == ("1", "2"), r

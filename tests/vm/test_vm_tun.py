@@ -12,8 +12,6 @@ setting back and the cluster serves again. Expectations come from the raw cluste
 from __future__ import annotations
 
 import ipaddress
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 import vm  # noqa: E402
 from cases import lvsgen  # noqa: E402
 
+from driven import run_driver  # noqa: E402
 from expect import Cluster, check_answers, expected_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
@@ -64,15 +63,8 @@ def tun_run(tmp_path_factory):
     build = lvsgen("build", str(CLUSTER), "-o", str(work / "out"))
     assert build.returncode == 0, build.stderr
     cluster = Cluster(CLUSTER)
-    (work / "topology.json").write_text(json.dumps(topology(cluster), indent=1))
-    for f in ("run.sh", "driver.py", "peer.py"):
-        shutil.copy2(HERE / "cluster" / f, work / f)
-    run = vm.boot(work, timeout=900)
-    print(run.summary())
-    results_file = work / "results.json"
-    assert results_file.exists(), run.diagnostics()
-    (work / "console.txt").write_text(run.output)
-    r = json.loads(results_file.read_text()).get("tun")
+    run, results = run_driver(work, topology(cluster), timeout=900)
+    r = results.get("tun")
     assert r is not None and "error" not in r, (r or {}).get("error", "") + "\n" + run.diagnostics()
     return {"cluster": cluster, "r": r}
 
