@@ -379,7 +379,7 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
     if state.forward is not None:
         add(FORWARD, render("forward.nft.j2", header=head, host=host.name, table=NFT_TABLE, policy=state.forward))
     units = [UNIT]
-    context = {"header": head, "host": host.name, "cluster": cluster.name, "director": host.is_director, "exec": f"{HOST_COPY}/{SETUP}"}
+    context = {"header": head, "host": host.name, "cluster": cluster.name, "exec": f"{HOST_COPY}/{SETUP}"}
     add(UNIT, render("lvsgen.service.j2", **context))
     if needs_network(state):
         units.append(UNIT_NETWORK)
@@ -420,7 +420,8 @@ def host_files(cluster: Cluster, host: Host, by_host: dict[str, list[tuple[Vip, 
         MODE_SCRIPT,
     )
     add(LIBRARY, library())
-    add(CLOUD_INIT, cloud_init(head, host, files))
+    packages = (["ipvsadm"] if host.is_director else []) + (["nftables"] if state.forward is not None else [])
+    add(CLOUD_INIT, cloud_init(head, host, files, packages))
     files.sort(key=lambda f: f.path)
     return files
 
@@ -443,7 +444,7 @@ def literal_dumper(base: type) -> type:
 _LiteralDumper = literal_dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper))
 
 
-def cloud_init(head: str, host: Host, files: list[File]) -> str:
+def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) -> str:
     """#cloud-config user-data: write the host's folder, then run its setup.sh."""
     write_files = [
         {
@@ -460,8 +461,8 @@ def cloud_init(head: str, host: Host, files: list[File]) -> str:
     document["hostname"] = host.hostname.split(".", 1)[0]
     if "." in host.hostname:
         document["fqdn"] = host.hostname
-    if host.is_director:
-        document["packages"] = ["ipvsadm"] + (["nftables"] if any(f.path == FORWARD for f in files) else [])
+    if packages:  # the host tools setup.sh needs beyond a base system: ipvsadm, nft
+        document["packages"] = packages
     document["write_files"] = write_files
     # A failure must be impossible to miss: runcmd fails (cloud-init status: error) and the
     # console says so, not only /var/log/cloud-init-output.log.
