@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from lvsgen.errors import InputError, Problem
@@ -37,10 +38,79 @@ def _line_col(text: str, index: int) -> str:
     return f"{line}:{col}"
 
 
+# A cluster file nests about six deep, and no field takes a number longer than a 64-bit one.
+# Deeper or longer input is refused before Python's parser meets its own limits (recursion,
+# integer digits), which would otherwise surface as a crash rather than a message.
+MAX_DEPTH = 64
+MAX_DIGITS = 20
+
+
+class _TooLong(Exception):
+    def __init__(self, token: str):
+        self.token = token
+
+
+def _parse_int(token: str) -> int:
+    if len(token.lstrip("-")) > MAX_DIGITS:
+        raise _TooLong(token)
+    return int(token)
+
+
+def _parse_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise _TooLong(token)
+    return value
+
+
+def _too_deep(text: str) -> int | None:
+    """The index of the first bracket that opens level MAX_DEPTH + 1, outside strings."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return index
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
 def parse(text: str) -> Any:
     """Parse JSON text; raise InputError with line:col on syntax errors or duplicate keys."""
+    deep = _too_deep(text)
+    if deep is not None:
+        message = (
+            f"input nested more than {MAX_DEPTH} levels deep: a cluster file needs about six; "
+            "check for a runaway or generated structure"
+        )
+        raise InputError([Problem(_line_col(text, deep), message)])
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
+    except _TooLong as long:
+        if any(c in long.token for c in ".eE"):
+            shown = long.token if len(long.token) <= 24 else long.token[:20] + "..."
+            message = f"the number {shown} is too large to represent; write the intended value"
+        else:
+            digits = len(long.token.lstrip("-"))
+            message = (
+                f"a number with {digits} digits: no lvsgen field takes more than {MAX_DIGITS}; "
+                "write the intended value"
+            )
+        raise InputError([Problem(_line_col(text, text.find(long.token)), message)]) from None
     except _DuplicateKey as dup:
         where = _duplicate_position(text, dup.key)
         message = f"duplicate key {json.dumps(dup.key)}: each key may appear only once in an object; remove or rename one"

@@ -28,3 +28,30 @@ def test_validate_agrees_with_build(case: Path) -> None:
     run = lvsgen("validate", "cluster.json", cwd=case)
     assert run.returncode == 1
     assert run.stderr == (case / "stderr").read_text()
+
+
+# --- the reader's own limits: input that would crash Python's parser is an input error -----------
+@pytest.mark.parametrize(
+    "text, where, words",
+    [
+        ("[" * 65 + "]" * 65, "1:65", "nested more than 64 levels"),
+        ("[" * 64 + "]" * 64, None, None),  # the limit itself is fine
+        ('{"a": "' + "[" * 500 + '"}', None, None),  # brackets in a string do not nest
+        ('{"a": "\\"' + "{" * 500 + '"}', None, None),  # nor after an escaped quote
+        ('{"a": -' + "9" * 21 + "}", "1:7", "21 digits"),
+        ('{"a": ' + "9" * 20 + "}", None, None),
+        ('{"a": 1e400}', "1:7", "1e400 is too large"),
+        ('{"a": -1.5e308, "b": 2.5}', None, None),
+    ],
+)
+def test_reader_limits(text: str, where: str | None, words: str | None) -> None:
+    from lvsgen import reader
+    from lvsgen.errors import InputError
+
+    if where is None:
+        reader.parse(text)
+        return
+    with pytest.raises(InputError) as caught:
+        reader.parse(text)
+    (problem,) = caught.value.problems
+    assert problem.where == where and words in problem.message
