@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lvsgen import writer
-from lvsgen.plan import File
+from lvsgen.files import File
 
 _WIDTH = max(len(kind.value) for kind in writer.Kind)
 

@@ -18,7 +18,7 @@ from lvsgen import __version__, pipeline, schema, writer
 from lvsgen import check as checker, show as shower
 from lvsgen import diff as differ, importer
 from lvsgen.errors import InputError, OutputError
-from lvsgen.plan import File
+from lvsgen.files import File
 
 EXIT_INVALID = 1
 EXIT_BUG = 3

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lvsgen import pipeline, plan, saved
+from lvsgen import files, pipeline, plan, saved
 from lvsgen.model import Cluster, Host, Protocol
 from lvsgen.order import sort_dests, sort_services
 from lvsgen.resources import templates_dir
@@ -75,7 +75,7 @@ class Result:
 
 
 def library() -> Path:
-    return templates_dir() / "host" / plan.LIBRARY
+    return templates_dir() / "host" / files.LIBRARY
 
 
 def director(cluster: Cluster, name: str, source: str) -> Host:
@@ -92,9 +92,9 @@ def director(cluster: Cluster, name: str, source: str) -> Host:
 def desired_rules(cluster: Cluster, host: Host) -> str:
     """The director's rules file, as `lvsgen build` writes it."""
     for file in plan.host_files(cluster, host, {}):
-        if file.path == plan.RULES:
+        if file.path == files.RULES:
             return file.text
-    raise AssertionError(f"the plan gives director {host.name} no {plan.RULES}")
+    raise AssertionError(f"the plan gives director {host.name} no {files.RULES}")
 
 
 def read_live(live: str) -> tuple[str, str]:
@@ -156,13 +156,13 @@ def compare(cluster_path: Path, host_name: str, live: str) -> Result:
         live_table = saved.read(text, live_name)
     except saved.SavedError as err:
         raise DiffFailed(err.messages) from None
-    desired_table = saved.read(desired, f"{host.name}: {plan.RULES}")
+    desired_table = saved.read(desired, f"{host.name}: {files.RULES}")
     drain = host.drain_timeout > 0
     lines = run_plan(desired, live_table.text(), host.owns_ipvs_table, drain)
     rows = _rows(lines, live_table, desired_table, host)
     changes = sum(1 for row in rows if row.action != "keep")
     kept = {row.service for row in rows if row.action == "keep"}
-    unified = _unified(live_table, desired_table, kept, live_name, f"{cluster_path}: {host.name}/{plan.RULES}")
+    unified = _unified(live_table, desired_table, kept, live_name, f"{cluster_path}: {host.name}/{files.RULES}")
     where = f"{host.name} ({cluster_path}) against {live_name}"
     if changes:
         header = f"{where}: {changes} change{'s' if changes != 1 else ''} to the IPVS table"

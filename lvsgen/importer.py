@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lvsgen import model, plan, saved, schema, semantic
+from lvsgen.files import RULES
 from lvsgen.addresses import IPAddress, ip_interface, text
 from lvsgen.errors import InputError, Problem
 
@@ -422,7 +423,7 @@ def check(d: Draft) -> dict[str, str]:
     rules = {}
     for host, files in plan.plan(cluster).items():
         for f in files:
-            if f.path == plan.RULES:
+            if f.path == RULES:
                 rules[host] = f.text
     return rules
 

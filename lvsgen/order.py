@@ -1,4 +1,4 @@
-"""ipvsadm's listing order, reproduced exactly (see lvsgen.ipvs for why it matters).
+"""ipvsadm's listing order, reproduced exactly (see lvsgen.artifacts.ipvsadm for why it matters).
 
 - services are sorted with ``ipvs_cmp_services``: fwmark, address family, protocol number,
   address, port; real servers of a service with ``ipvs_cmp_dests``: address, then port;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lvsgen import model, plan, reader, schema, semantic
+from lvsgen import files, model, plan, reader, schema, semantic
 from lvsgen.errors import InputError, Problem
 
 
@@ -21,5 +21,5 @@ def load(path: Path) -> model.Cluster:
     return model.build(document, path.name)
 
 
-def compile_file(path: Path) -> dict[str, list[plan.File]]:
+def compile_file(path: Path) -> dict[str, list[files.File]]:
     return plan.plan(load(path))

@@ -32,7 +32,7 @@ import json
 from typing import Any
 
 from lvsgen.addresses import text
-from lvsgen.ipvs import addr_port
+from lvsgen.artifacts.ipvsadm import addr_port
 from lvsgen.model import Cluster, Host, Persistence, Service, Vip
 
 FORMAT = 1

@@ -32,7 +32,7 @@ from enum import Enum
 from pathlib import Path
 
 from lvsgen.errors import OutputError
-from lvsgen.plan import MANIFEST, File
+from lvsgen.files import MANIFEST, File
 
 _MANIFEST_HEAD = "# files lvsgen wrote in this folder; on rebuild it removes only these\n"
 # Beside each target: .NAME.lvsgen-tmp holds its new bytes, .NAME.lvsgen-old its previous

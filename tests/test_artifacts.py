@@ -127,7 +127,7 @@ def test_networkd_lint_without_a_sign_of_reading_is_an_error(monkeypatch: pytest
 def test_yaml_emitters_write_the_same_bytes(host: Path) -> None:
     """lvsgen uses libyaml's emitter when PyYAML has it, PyYAML's own otherwise: both must
     give the committed bytes, or the output would depend on the machine."""
-    from lvsgen.plan import literal_dumper
+    from lvsgen.artifacts.cloud_init import literal_dumper
 
     text = (host / "cloud-init.yaml").read_text()
     body = text.split("\n", 2)[2]  # after "#cloud-config" and the header comment

@@ -1007,8 +1007,8 @@ def test_sysctl_path(key: str, path: str) -> None:
 
 @pytest.mark.parametrize("interface", ["eth0", "eth0.100", "bond0.42", "tunl0", "enp1s0f1"])
 def test_sysctl_path_of_the_keys_lvsgen_writes(interface: str) -> None:
-    """lvsgen.plan.sysctl_key picks the '/' form for a name with a dot; the library must read both."""
-    from lvsgen.plan import sysctl_key
+    """lvsgen.state.sysctl_key picks the '/' form for a name with a dot; the library must read both."""
+    from lvsgen.state import sysctl_key
 
     key = sysctl_key("net", "ipv4", "conf", interface, "arp_ignore")
     run = bash('lvs_sysctl_path "$1"; printf "%s" "$LVS_PATH"', key)
@@ -1240,9 +1240,9 @@ def test_plan_split_records_added_services_before_they_are_added(tmp_path: Path)
 
 
 def test_state_folder_and_boot_copy_are_the_same_in_the_library_and_the_plan() -> None:
-    """plan.py names the boot copy (the unit's ExecStart, cloud-init's folder); lvsgen.sh
+    """lvsgen.files names the boot copy (the unit's ExecStart, cloud-init's folder); lvsgen.sh
     writes it: a rename on one side only would leave the boot unit pointing at nothing."""
-    from lvsgen import plan as lvsgen_plan
+    from lvsgen import files as lvsgen_plan
 
     run = bash('printf "%s" "$LVSGEN_STATE"')
     assert run.stdout == lvsgen_plan.STATE_DIR

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cases import ROOT, golden_cases, lvsgen
 from lvsgen import cli, importer, model, plan, schema, semantic
+from lvsgen.files import RULES
 
 GOLDEN_TABLES = sorted(ROOT.glob("tests/cases/*/expected/*/etc/lvsgen/ipvsadm.rules"))
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
@@ -210,7 +211,7 @@ def _rules(document: dict[str, Any]) -> dict[str, str]:
     schema.validate(document)
     semantic.check(document)
     built = plan.plan(model.build(document, "drawn.json"))
-    return {host: f.text for host, files in built.items() for f in files if f.path == plan.RULES}
+    return {host: f.text for host, files in built.items() for f in files if f.path == RULES}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

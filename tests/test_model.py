@@ -6,7 +6,8 @@ import ipaddress
 import json
 from pathlib import Path
 
-from lvsgen import ipvs, model, pipeline
+from lvsgen import model, pipeline
+from lvsgen.artifacts import ipvsadm as ipvs
 from lvsgen.order import sort_dests
 
 from cases import ROOT

@@ -41,7 +41,7 @@ from hypothesis_jsonschema import from_schema
 from typer.testing import CliRunner
 
 from lvsgen import cli, pipeline, writer
-from lvsgen.plan import MANIFEST, File
+from lvsgen.files import MANIFEST, File
 from lvsgen.schema import load_schema
 
 from cases import ROOT, tree

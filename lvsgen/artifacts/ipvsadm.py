@@ -1,4 +1,5 @@
-"""The IPVS table as ``ipvsadm -S -n`` (``ipvsadm-save -n``) prints it.
+"""A director's rules file (etc/lvsgen/ipvsadm.rules): the IPVS table as ``ipvsadm -S -n``
+(``ipvsadm-save -n``) prints it.
 
 lvsgen writes the rules file in exactly that form, so that a saved live table and the file
 compare byte for byte: that is how setup.sh knows a reload is not needed. ``ipvsadm -S`` never
@@ -12,8 +13,10 @@ import ipaddress
 from typing import Sequence
 
 from lvsgen.addresses import text
+from lvsgen.files import RULES, File
 from lvsgen.model import Forwarding, IPAddress, RealServer, Service
 from lvsgen.order import sort_services
+from lvsgen.state import HostState
 
 
 def addr_port(address: IPAddress, port: int) -> str:
@@ -54,3 +57,10 @@ def rules(services: Sequence[Service]) -> list[str]:
         out.append(service_line(svc))
         out.extend(dest_line(svc, rs) for rs in svc.real_servers)
     return out
+
+
+def files(state: HostState) -> list[File]:
+    """A director's rules file (etc/lvsgen/ipvsadm.rules); a real server has none."""
+    if not state.host.is_director:
+        return []
+    return [File(RULES, "".join(f"{line}\n" for line in rules(state.services)))]

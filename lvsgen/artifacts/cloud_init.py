@@ -1,0 +1,69 @@
+"""cloud-init user-data (cloud-init.yaml): the host's folder written to the boot copy, the
+packages setup.sh needs, and one runcmd that runs setup.sh."""
+
+from __future__ import annotations
+
+import yaml
+
+from lvsgen.files import CLOUD_INIT, CLOUD_INIT_DIR, SETUP, File
+from lvsgen.model import Host
+from lvsgen.state import HostState
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Multi-line strings as literal blocks, so the user-data stays readable."""
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+def literal_dumper(base: type) -> type:
+    dumper = type("LiteralDumper", (base,), {})
+    dumper.add_representer(str, _str_presenter)
+    return dumper
+
+
+# libyaml's emitter is some 50 times faster than PyYAML's own; tests/test_artifacts.py checks
+# that both write the same bytes, so the output does not depend on which one is installed.
+_LiteralDumper = literal_dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
+def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) -> str:
+    """#cloud-config user-data: write the host's folder, then run its setup.sh."""
+    write_files = [
+        {
+            "path": f"{CLOUD_INIT_DIR}/{f.path}",
+            "owner": "root:root",
+            "permissions": f"{f.mode:04o}",
+            "content": f.text,
+        }
+        for f in sorted(files, key=lambda f: f.path)
+    ]
+    document: dict[str, object] = {}
+    # The hostname setup.sh checks: set by cloud-init before runcmd, so a cloud's own name for
+    # the instance does not make setup.sh refuse.
+    document["hostname"] = host.hostname.split(".", 1)[0]
+    if "." in host.hostname:
+        document["fqdn"] = host.hostname
+    if packages:  # the host tools setup.sh needs beyond a base system: ipvsadm, nft
+        document["packages"] = packages
+    document["write_files"] = write_files
+    # A failure must be impossible to miss: runcmd fails (cloud-init status: error) and the
+    # console says so, not only /var/log/cloud-init-output.log.
+    document["runcmd"] = [[
+        "bash", "-c",
+        f'bash {CLOUD_INIT_DIR}/{SETUP} || {{ rc=$?; msg="lvsgen: {CLOUD_INIT_DIR}/{SETUP} failed with exit status $rc'
+        ' and stopped at the step it names; see /var/log/cloud-init-output.log";'
+        ' echo "$msg" >&2; { echo "$msg" > /dev/console; } 2>/dev/null; exit "$rc"; }',
+    ]]
+    body = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    return f"#cloud-config\n{head}\n{body}"
+
+
+def packages(state: HostState) -> list[str]:
+    """The host tools setup.sh needs beyond a base system."""
+    return (["ipvsadm"] if state.host.is_director else []) + (["nftables"] if state.forward is not None else [])
+
+
+def files(state: HostState, head: str, folder: list[File]) -> list[File]:
+    return [File(CLOUD_INIT, cloud_init(head, state.host, folder, packages(state)))]

@@ -1,0 +1,60 @@
+"""The host's setup.sh, the engine it runs (lvsgen.sh, the same on every host) and the boot
+units that run it (etc/systemd/system/lvsgen*.service). setup.sh only declares the host's
+state as shell arrays; the logic is in templates/host/lvsgen.sh, which is not a template."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from lvsgen.files import FORWARD, HOST_COPY, LIBRARY, MODE_SCRIPT, RULES, SETUP, UNIT, UNIT_NETWORK, File
+from lvsgen.model import Cluster
+from lvsgen.render import render
+from lvsgen.resources import templates_dir
+from lvsgen.state import HostState, needs_network
+
+
+@lru_cache(maxsize=1)
+def library() -> str:
+    """The host engine, copied byte for byte: it is plain shell, not a template."""
+    return (templates_dir() / "host" / LIBRARY).read_text(encoding="utf-8")
+
+
+def unit_files(cluster: Cluster, state: HostState, head: str) -> list[File]:
+    """The early boot unit on every host, and the one after network-online where the host has
+    state on its NIC (lvsgen.state.needs_network)."""
+    context = {"header": head, "host": state.host.name, "cluster": cluster.name, "exec": f"{HOST_COPY}/{SETUP}"}
+    units = [File(UNIT, render("lvsgen.service.j2", **context))]
+    if needs_network(state):
+        units.append(File(UNIT_NETWORK, render("lvsgen-network.service.j2", **context)))
+    return units
+
+
+def files(cluster: Cluster, state: HostState, head: str, installed: list[File], units: list[File]) -> list[File]:
+    """setup.sh, which installs the files in `installed` (host-folder paths) at /<path> and
+    enables the boot units among them, and the engine."""
+    host = state.host
+    installed = sorted(installed, key=lambda f: f.path)
+    text = render(
+        "setup.sh.j2",
+        header=head,
+        host=host.name,
+        hostname=host.hostname,
+        cluster=cluster.name,
+        files=[f"{f.path} {f.mode:04o}" for f in installed],
+        modules=state.modules,
+        sysctls=[f"{s.key} {s.value}" for s in state.sysctls],
+        dummies=state.dummies,
+        noarp_devices=state.noarp_devices,
+        up_devices=state.up_devices,
+        addresses=[f"{a.cidr} {a.device}" + (" nodad" if a.nodad else "") for a in state.addresses],
+        host_addresses=[f"{a.cidr} {a.device}" for a in state.host_addresses],
+        nics=state.nics,
+        routes=[f"{r.family} {r.via} {r.device}" for r in state.routes],
+        director=host.is_director,
+        rules=RULES,
+        forward=FORWARD if state.forward is not None else "",
+        table_owned=int(host.owns_ipvs_table),
+        drain_timeout=host.drain_timeout,
+        units=[u.path for u in units],
+    )
+    return [File(SETUP, text, MODE_SCRIPT), File(LIBRARY, library())]
