@@ -317,12 +317,48 @@ lvs_copy() {
   lvs_step copy
   local copy=$LVSGEN_STATE/host entry src
   [[ $LVS_HERE -ef $copy ]] && return 0
+  if [[ ! -e $copy ]]; then
+    lvs_copy_new "$copy"
+    return 0
+  fi
   local -a sync=("$LVS_HERE/setup.sh" "$copy/setup.sh" 0755 "$LVS_HERE/lvsgen.sh" "$copy/lvsgen.sh" 0644)
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
     sync+=("$LVS_HERE/$src" "$copy/$src" "${entry##* }")
   done
   lvs_sync_files "${sync[@]}"
+}
+
+# lvs_copy_new COPY: the first copy, made whole by one cp into a folder next to it and then
+# renamed into place, so that it costs three processes however many files there are.
+lvs_copy_new() {
+  local copy=$1 tmp=$1.lvsgen-new entry src mode
+  local -a names=(setup.sh lvsgen.sh) modes=(0755 0644)
+  for entry in "${LVS_FILES[@]}"; do
+    names+=("${entry% *}")
+    modes+=("${entry##* }")
+  done
+  LVS_CHANGES=$((LVS_CHANGES + ${#names[@]}))
+  if ((LVS_DRY_RUN)); then
+    printf 'lvsgen[%s]: would run: cp --parents -- %s %q/ (the boot copy, %d files)\n' "$LVS_HOST" "${names[*]}" "$copy" "${#names[@]}"
+    return 0
+  fi
+  printf 'lvsgen[%s]: + cp --parents -- %s %q/ (the boot copy, %d files)\n' "$LVS_HOST" "${names[*]}" "$copy" "${#names[@]}"
+  [[ ! -e $tmp ]] || rm -rf -- "$tmp" # what a run that died here left
+  mkdir -p -- "$tmp" || lvs_die "cannot create $tmp"
+  cd -- "$LVS_HERE" || lvs_die "cannot enter $LVS_HERE"
+  cp --parents -- "${names[@]}" "$tmp/" || lvs_die "cannot copy the host folder to $tmp"
+  cd -- "$OLDPWD" || lvs_die "cannot go back to $OLDPWD"
+  # cp gave each copy its source's mode (less the umask); put right the ones that differ.
+  local i
+  for i in "${!names[@]}"; do
+    src=$LVS_HERE/${names[i]}
+    mode=${modes[i]}
+    if [[ ${LVS_MODE[$src]-} != "${mode#0}" ]]; then
+      chmod "$mode" -- "$tmp/${names[i]}" || lvs_die "cannot chmod $tmp/${names[i]}"
+    fi
+  done
+  mv -T -- "$tmp" "$copy" || lvs_die "cannot rename $tmp to $copy"
 }
 
 # The boot units: installed like any file (lvs_files), then enabled by the symlink that
@@ -1031,11 +1067,51 @@ lvs_print_file() { # FILE: print it with builtins
   printf '%s' "$text"
 }
 
+# lvs_ipvs_empty: is the live table empty? Read with builtins: /proc/net/ip_vs is three lines
+# of header, then one line per service and real server.
+lvs_ipvs_empty() {
+  local line n=0
+  [[ -r $LVSGEN_PROC_IPVS ]] || return 1
+  while IFS= read -r line; do
+    ((++n <= 3)) || return 1
+  done <"$LVSGEN_PROC_IPVS"
+  return 0
+}
+
+# lvs_ipvs_load DESIRED DIR: the plan for an empty table, which is the whole file: its lines,
+# in its order, go to one 'ipvsadm -R' as they are, and no line needs comparing. Only the
+# names of its services are read, for the record. Sets LVS_COUNTS like lvs_ipvs_diff. Fails
+# when DESIRED has a line that is neither -A nor -a (a comment, say), or cannot be read: the
+# caller then plans as for any table.
+lvs_ipvs_load() {
+  local desired=$1 dir=$2 recorded=$LVSGEN_STATE/ipvs-services
+  [[ -d $dir ]] || mkdir -p -- "$dir"
+  [[ -f $recorded ]] || recorded=/dev/null
+  LVS_COUNTS=$(LC_ALL=C awk -v dir="$dir" -v desired="$desired" -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" '
+    file == 3 { if ($0 != "") rec[$0] = 1; next }
+    $1 == "-A" { k = $2 " " $3; if ($2 == "-f" && $4 == "-6") k = k " -6"; added[k] = 1; ns++; next }
+    $1 == "-a" { nd++; next }
+    { other = 1; exit 9 }  # a comment or an empty line: left to the plan, which skips them
+    END {
+      if (other) exit 9
+      for (k in rec) { print k > (dir "/services.before"); print k > (dir "/services.after") }
+      for (k in added) if (!(k in rec)) { print k > (dir "/services.before"); print k > (dir "/services.after") }
+      printf "lvsgen[%s]: %s < %s (the table is empty: %d service(s), %d real server(s))\n", host, dry ? "would run: ipvsadm -R" : "+ ipvsadm -R", desired, ns, nd > (dir "/show")
+      printf "%d 0 0 %d 0\n", ns + nd, length(added)
+    }' file=3 "$recorded" file=1 "$desired")
+}
+
 lvs_ipvs() {
   [[ -n $LVS_RULES ]] || return 0
   lvs_step ipvs
-  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
-  lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
+  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan a
+  # An empty table (a first run, a boot) is loaded from the file as it is; else the delta.
+  if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
+    a=$desired
+  else
+    lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
+    a=$w/A
+  fi
   local -a c
   read -r -a c <<<"$LVS_COUNTS"
   ((c[0] + c[1] + c[2] > 0)) || return 0
@@ -1049,7 +1125,7 @@ lvs_ipvs() {
     [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
     mv -f -- "$w/services.before" "$LVSGEN_STATE/ipvs-services"
   fi
-  if lvs_ipvs_batch "add and edit" "$w/A"; then
+  if lvs_ipvs_batch "add and edit" "$a"; then
     if [[ -s $w/W ]]; then
       lvs_step drain
       lvs_drain "$w/W"
@@ -1059,7 +1135,11 @@ lvs_ipvs() {
   fi
   # Verify: ipvsadm -R reports only its last line, so every service this run touched must now
   # be what the file says (read back from the kernel; the rest was equal a moment ago).
-  lvs_ipvs_diff "$desired" 0 "$w/verify" "$w/touched"
+  if [[ $a == "$desired" ]]; then
+    lvs_ipvs_diff "$desired" 0 "$w/verify"
+  else
+    lvs_ipvs_diff "$desired" 0 "$w/verify" "$w/touched"
+  fi
   if [[ $LVS_COUNTS != "0 0 0 "* || -n $LVS_IPVS_ERRORS ]]; then
     local msg left
     msg="the IPVS table does not match $desired after applying it"$'\n'"${LVS_IPVS_ERRORS}"
