@@ -1346,3 +1346,54 @@ def test_removal_never_deletes_the_hosts_own_address(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert log.read_text() == "args: -batch -\naddr del 192.0.2.100/32 dev eth0\n"
     assert "192.0.2.11/24" in (state / "record").read_text() and "192.0.2.100/32\teth0" not in (state / "record").read_text()
+
+
+# --- an empty table is loaded from the file as it is --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "proc, empty",
+    [
+        (PROC_HEADER, True),
+        (PROC_HEADER + "TCP  C0000201:0050 rr \n", False),
+        (PROC_HEADER + "FWM  00000007 rr \n", False),
+        (None, False),  # ip_vs not loaded: nothing to read, so not known to be empty
+    ],
+)
+def test_an_empty_table_is_three_lines_of_header(tmp_path: Path, proc: str | None, empty: bool) -> None:
+    path = tmp_path / "ip_vs"
+    if proc is not None:
+        path.write_text(proc)
+    run = bash("lvs_ipvs_empty", LVSGEN_PROC_IPVS=path)
+    assert run.returncode == (0 if empty else 1), run.stderr
+
+
+@pytest.mark.parametrize("dry", [0, 1])
+def test_loading_an_empty_table_plans_the_whole_file_and_records_its_services(tmp_path: Path, dry: int) -> None:
+    desired = tmp_path / "desired rules"
+    desired.write_text(DESIRED)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "ipvs-services").write_text("-t 10.9.9.9:80\n")
+    out = tmp_path / "plan"
+    run = bash(
+        'LVS_HOST=lb LVS_DRY_RUN=$2; lvs_ipvs_load "$1" "$3" && printf "%s\\n" "$LVS_COUNTS"',
+        desired, str(dry), out, LVSGEN_STATE=state,
+    )
+    assert run.returncode == 0, run.stderr
+    services = [" ".join(x.split()[1:3]) for x in lines(DESIRED) if x.startswith("-A ")]
+    dests = [x for x in lines(DESIRED) if x.startswith("-a ")]
+    assert run.stdout == f"{len(services) + len(dests)} 0 0 {len(services)} 0\n"
+    verb = "would run: ipvsadm -R" if dry else "+ ipvsadm -R"
+    assert lines((out / "show").read_text()) == [
+        f"lvsgen[lb]: {verb} < {desired} (the table is empty: {len(services)} service(s), {len(dests)} real server(s))"
+    ]
+    assert sorted(lines((out / "services.before").read_text())) == sorted(services + ["-t 10.9.9.9:80"])
+
+
+@pytest.mark.parametrize("extra", ["# a comment\n", "\n", "ipvsadm -A -t 10.0.0.5:80 -s rr\n"])
+def test_a_file_with_other_lines_is_left_to_the_plan(tmp_path: Path, extra: str) -> None:
+    desired = tmp_path / "d"
+    desired.write_text(extra + DESIRED)
+    run = bash('LVS_HOST=lb LVS_DRY_RUN=0; lvs_ipvs_load "$1" "$2"', desired, tmp_path / "plan", LVSGEN_STATE=tmp_path)
+    assert run.returncode != 0
