@@ -47,13 +47,7 @@ _PERSISTENCE_DEFAULT = 300  # ipvsadm's timeout for a bare -p
 _FORWARDING = {"-g": "dr", "-m": "nat", "-i": "tun"}
 _PROTOCOL = {"-t": "tcp", "-u": "udp", "--sctp-service": "sctp"}
 _NOT_EXPRESSIBLE = "; a cluster file cannot describe it: leave this service out of the import (delete its lines) and set \"owns_ipvs_table\": false on the director, so that setup.sh leaves it alone"
-_SERVICE_UNSUPPORTED = {
-    "-o": "one-packet scheduling (-o)",
-    "--ops": "one-packet scheduling (--ops)",
-    "-b": "scheduler flags (-b)",
-    "--sched-flags": "scheduler flags (--sched-flags)",
-    "--pe": "a persistence engine (--pe)",
-}
+_SERVICE_UNSUPPORTED: dict[str, str] = {}
 _SERVER_UNSUPPORTED = {
     "-x": "an upper connection threshold (-x)",
     "-y": "a lower connection threshold (-y)",
@@ -71,6 +65,9 @@ _FIELD_OPTION = {
     "persistence": "-p",
     "timeout": "-p",
     "granularity": "-M",
+    "engine": "--pe",
+    "scheduler_flags": "-b",
+    "one_packet": "-o",
     "protocol": "protocol",
     "forwarding": "forwarding",
 }
@@ -237,13 +234,20 @@ def _service(svc: saved.Service, director: Director, source: str, problems: _Pro
         problems.add(source, number, f"firewall-mark service (-f {where}) is not something lvsgen offers" + _NOT_EXPRESSIBLE)
         return None
     address, port = saved.parse_address_port(where)
-    opts = _options(cmd.options, {"-s": 1, "-p": 1, "-M": 1}, _SERVICE_UNSUPPORTED, source, number, problems)
+    opts = _options(cmd.options, {"-s": 1, "-p": 1, "-M": 1, "--pe": 1, "-b": 1, "-o": 0}, _SERVICE_UNSUPPORTED, source, number, problems)
     if opts is None:
         return None
     out: dict[str, Any] = {"protocol": _PROTOCOL[flag], "port": port, "scheduler": opts["-s"]}
     if "-M" in opts and "-p" not in opts:
         problems.add(source, number, f"-M {opts['-M']} without -p: a netmask groups the clients of a persistent service; add -p TIMEOUT or drop -M")
         return None
+    if "--pe" in opts and "-p" not in opts:
+        problems.add(source, number, f"--pe {opts['--pe']} without -p: a persistence engine works on a persistent service; add -p TIMEOUT or drop --pe")
+        return None
+    if "-b" in opts:
+        out["scheduler_flags"] = opts["-b"].split(",")
+    if "-o" in opts:
+        out["one_packet"] = True
     persistence: dict[str, Any] | None = None
     if "-p" in opts:
         persistence = {"timeout": int(opts["-p"])}
@@ -253,6 +257,8 @@ def _service(svc: saved.Service, director: Director, source: str, problems: _Pro
                 return None
             if granularity != address.max_prefixlen:
                 persistence["granularity"] = granularity
+        if "--pe" in opts:
+            persistence["engine"] = opts["--pe"]
     if not svc.servers:
         problems.add(
             source,

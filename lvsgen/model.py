@@ -97,6 +97,7 @@ class RealServer:
 class Persistence:
     timeout: int
     granularity: int  # prefix length; 32 (IPv4) or 128 (IPv6) means one client per address
+    engine: str | None = None  # ipvsadm --pe: "sip"
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ class Service:
     forwarding: Forwarding
     persistence: Persistence | None
     real_servers: tuple[RealServer, ...]
+    # ipvsadm -b, in the kernel's bit order (fallback, then port), as ipvsadm -S prints them
+    scheduler_flags: tuple[str, ...] = ()
+    one_packet: bool = False  # ipvsadm -o
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,10 @@ def real_server_address(raw: dict[str, Any], hosts: dict[str, Any]) -> IPAddress
     return ip_address(raw["address"])
 
 
+# The scheduler flags by kernel bit: IP_VS_SVC_F_SCHED1 is the fallback, SCHED2 the port.
+_FLAG_BITS = ("sh-fallback", "mh-fallback", "sh-port", "mh-port")
+
+
 def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str, Any]) -> Service:
     port = raw["port"]
     forwarding = Forwarding(raw["forwarding"])
@@ -197,7 +205,9 @@ def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str,
     persistence = None
     if "persistence" in raw:
         full = address.max_prefixlen
-        persistence = Persistence(raw["persistence"]["timeout"], raw["persistence"].get("granularity", full))
+        persistence = Persistence(
+            raw["persistence"]["timeout"], raw["persistence"].get("granularity", full), raw["persistence"].get("engine")
+        )
     return Service(
         vip=vip,
         address=address,
@@ -207,6 +217,8 @@ def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str,
         forwarding=forwarding,
         persistence=persistence,
         real_servers=sort_dests(real_servers),
+        scheduler_flags=tuple(sorted(raw.get("scheduler_flags", []), key=_FLAG_BITS.index)),
+        one_packet=raw.get("one_packet", False),
     )
 
 

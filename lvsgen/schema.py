@@ -172,6 +172,8 @@ def _message(error: ValidationError) -> str:
         return "must not be empty"
     if error.validator == "minItems":
         return f"must have at least {error.validator_value} item(s)"
+    if error.validator == "uniqueItems":
+        return f"{instance} lists an item twice" + (f": {hint}" if hint else "; list each once")
     return error.message
 
 

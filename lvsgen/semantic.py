@@ -144,6 +144,16 @@ def _service_problems(
     persistence = svc.get("persistence")
     if persistence and persistence.get("granularity", 0) > vip_address.max_prefixlen:
         yield _p(spath + ["persistence", "granularity"], f"an IPv{vip_address.version} prefix length is at most {vip_address.max_prefixlen}")
+    scheduler = svc.get("scheduler", "wlc")
+    for index, flag in enumerate(svc.get("scheduler_flags", [])):
+        family = flag.split("-", 1)[0]
+        if family != scheduler:
+            yield _p(spath + ["scheduler_flags", index], f"{json.dumps(flag)} is a flag of the {family} scheduler, and this service uses {json.dumps(scheduler)}: remove the flag, or set \"scheduler\": \"{family}\"")
+    protocol = svc.get("protocol", "tcp")
+    if svc.get("one_packet") and protocol != "udp":
+        yield _p(spath + ["one_packet"], f"one-packet scheduling is for UDP services only (the kernel refuses it for {protocol}); remove \"one_packet\" or use \"protocol\": \"udp\"")
+    if persistence and "engine" in persistence and protocol != "udp":
+        yield _p(spath + ["persistence", "engine"], f"the {persistence['engine']} persistence engine reads SIP messages over UDP and ignores {protocol} packets; remove \"engine\" or use \"protocol\": \"udp\"")
     if forwarding == "tun" and vip_address.version == 6:
         yield _p(spath + ["forwarding"], "tun is supported for IPv4 VIPs only (lvsgen configures IPIP on tunl0); use dr, or an IPv4 VIP")
     seen: dict[tuple[Any, int], int] = {}

@@ -7,8 +7,10 @@ its services. A VIP's name and a service's columns are printed on their first ro
       VIP  SERVICE             SCHEDULER  PERSISTENCE  FORWARDING  REAL SERVER    HOST  WEIGHT
       www  tcp 192.0.2.100:80  wrr        -            dr          192.0.2.11:80  rs1        1
 
-PERSISTENCE is `-`, or the timeout in seconds and the granularity as a prefix length
-(`300s /32`: one client address; `120s /24`: one /24 of clients). HOST is `-` for a real
+SCHEDULER carries the scheduler flags and one-packet scheduling as `ipvsadm -L` shows them
+(`sh (sh-fallback,sh-port)`, `rr ops`). PERSISTENCE is `-`, or the timeout in seconds and the
+granularity as a prefix length (`300s /32`: one client address; `120s /24`: one /24 of
+clients), then the persistence engine if there is one (`60s /32 sip`). HOST is `-` for a real
 server lvsgen does not manage.
 
 The JSON document (`--json`) has sorted keys and this shape; "format" changes only when a
@@ -18,7 +20,9 @@ key changes meaning or goes away:
      "directors": [{"name", "interface", "address": "192.0.2.2/24",
                     "vips": [{"name", "address",
                               "services": [{"protocol", "port", "scheduler", "forwarding",
-                                            "persistence": null | {"timeout", "granularity"},
+                                            "scheduler_flags": [FLAG...], "one_packet",
+                                            "persistence": null | {"timeout", "granularity",
+                                                                   "engine": null | "sip"},
                                             "real_servers": [{"address", "port", "weight",
                                                               "host": NAME | null}]}]}]}]}
 
@@ -45,7 +49,14 @@ def _vips(cluster: Cluster, director: Host) -> list[Vip]:
 
 
 def _persistence(value: Persistence | None) -> str:
-    return "-" if value is None else f"{value.timeout}s /{value.granularity}"
+    if value is None:
+        return "-"
+    return f"{value.timeout}s /{value.granularity}" + (f" {value.engine}" if value.engine else "")
+
+
+def _scheduler(svc: Service) -> str:
+    flags = f" ({','.join(svc.scheduler_flags)})" if svc.scheduler_flags else ""
+    return svc.scheduler + flags + (" ops" if svc.one_packet else "")
 
 
 def _rows(vip: Vip) -> list[tuple[str, ...]]:
@@ -53,7 +64,7 @@ def _rows(vip: Vip) -> list[tuple[str, ...]]:
     for number, svc in enumerate(vip.services):
         service = (
             f"{svc.protocol.value} {addr_port(svc.address, svc.port)}",
-            svc.scheduler,
+            _scheduler(svc),
             _persistence(svc.persistence),
             svc.forwarding.value,
         )
@@ -92,7 +103,11 @@ def _service(svc: Service) -> dict[str, Any]:
         "port": svc.port,
         "scheduler": svc.scheduler,
         "forwarding": svc.forwarding.value,
-        "persistence": None if persistence is None else {"timeout": persistence.timeout, "granularity": persistence.granularity},
+        "scheduler_flags": list(svc.scheduler_flags),
+        "one_packet": svc.one_packet,
+        "persistence": None
+        if persistence is None
+        else {"timeout": persistence.timeout, "granularity": persistence.granularity, "engine": persistence.engine},
         "real_servers": [
             {"address": text(rs.address), "port": rs.port, "weight": rs.weight, "host": rs.host} for rs in svc.real_servers
         ],

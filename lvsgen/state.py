@@ -117,6 +117,8 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
         state.modules.append("dummy")
     state.modules.append("ip_vs")
     _add_unique(state.modules, sorted({f"ip_vs_{svc.scheduler}" for svc in state.services}))
+    engines = {svc.persistence.engine for svc in state.services if svc.persistence and svc.persistence.engine}
+    _add_unique(state.modules, sorted(f"ip_vs_pe_{engine}" for engine in engines))
     if host.nat_forwarding == "lvs-only":
         state.forward = forward_policy(state.services)
     if state.forward is not None:

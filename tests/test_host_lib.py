@@ -636,8 +636,12 @@ def test_golden_rules_files_exist() -> None:
 
 @pytest.mark.parametrize("rules", GOLDEN_RULES, ids=lambda p: f"{p.relative_to(CASES).parts[0]}/{p.relative_to(CASES).parts[2]}")
 def test_proc_can_show_the_golden_rules(rules: Path) -> None:
-    assert rules.read_text().strip(), rules
-    assert bash('lvs_ipvs_proc_can_show "$1"', rules).returncode == 0
+    """Every golden rules file can be read back from /proc, except where it uses what /proc does
+    not show: scheduler flags (-b), a persistence engine (--pe), -o on an IPv6 service."""
+    text = rules.read_text()
+    assert text.strip(), rules
+    hidden = any(" -b " in line or " --pe " in line or (" [" in line and line.endswith(" -o")) for line in text.splitlines())
+    assert bash('lvs_ipvs_proc_can_show "$1"', rules).returncode == (1 if hidden else 0)
 
 
 def test_proc_can_show_what_it_reproduced() -> None:

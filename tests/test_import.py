@@ -262,8 +262,10 @@ HOSTILE = [
     ),
     ("control-character", S + R.replace(" -g", "\x00-g"), "lb1.rules:2: unexpected control character \"\\u0000\": is this the text 'ipvsadm -S -n' printed?"),
     ("firewall-mark", "-A -f 7 -s rr\n-a -f 7 -r 192.0.2.11:0 -g -w 1\n", "lb1.rules:1: firewall-mark service (-f 7) is not something lvsgen offers" + LEAVE_OUT),
-    ("one-packet", S.replace("rr", "rr -o") + R, "lb1.rules:1: one-packet scheduling (-o) is not something lvsgen offers" + LEAVE_OUT),
-    ("persistence-engine", S.replace("rr", "rr -p 300 --pe sip") + R, "lb1.rules:1: a persistence engine (--pe) is not something lvsgen offers" + LEAVE_OUT),
+    ("one-packet-tcp", S.replace("rr", "rr -o") + R, "lb1.rules:1: -o: one-packet scheduling is for UDP services only (the kernel refuses it for tcp); remove \"one_packet\" or use \"protocol\": \"udp\""),
+    ("engine-without-persistence", S.replace("rr", "rr --pe sip") + R, "lb1.rules:1: --pe sip without -p: a persistence engine works on a persistent service; add -p TIMEOUT or drop --pe"),
+    ("flag-of-another-scheduler", S.replace("rr", "rr -b sh-port") + R, "lb1.rules:1: -b: \"sh-port\" is a flag of the sh scheduler, and this service uses \"rr\": remove the flag, or set \"scheduler\": \"sh\""),
+    ("long-option", S.replace("rr", "rr --ops") + R, "lb1.rules:1: unknown option \"--ops\": lvsgen imports the options 'ipvsadm -S -n' prints for what a cluster file can describe (--pe, -M, -b, -o, -p, -s)"),
     ("threshold", S + R.replace("-w 1", "-w 1 -x 100"), "lb1.rules:2: an upper connection threshold (-x) is not something lvsgen offers" + LEAVE_OUT),
     ("tunnel-type", S + "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -i -w 1 --tun-type gue --tun-port 6080\n", "lb1.rules:2: tunnel type gue is not something lvsgen offers (it makes ipip tunnels only)" + LEAVE_OUT),
     ("mixed-forwarding", S + R + "-a -t 192.0.2.100:80 -r 192.0.2.12:80 -m -w 1\n", "lb1.rules:3: forwarding -m differs from -g of the service's first real server (line 2): a cluster file gives a service one forwarding method"),
@@ -304,7 +306,7 @@ def test_hostile_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
 
 def test_every_problem_of_a_dump_is_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "lb1.rules").write_text(S.replace("rr", "rr -o") + R + S.replace(":80", ":81").replace("rr", "fancy") + R.replace(":80", ":81").replace("-w 1", "-w 70000"))
+    (tmp_path / "lb1.rules").write_text(S.replace("rr", "rr --ops") + R + S.replace(":80", ":81").replace("rr", "fancy") + R.replace(":80", ":81").replace("-w 1", "-w 70000"))
     result = run("import", "lb1.rules", "--director", "lb1=192.0.2.2/24", "-o", "cluster.json")
     assert result.exit_code == 1
     assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == ["lb1.rules:1", "lb1.rules:3", "lb1.rules:4", "lvsgen"]

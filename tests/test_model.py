@@ -55,7 +55,17 @@ def test_persistence_lines() -> None:
     cluster = pipeline.load(ROOT / "tests/cases/mixed/cluster.json")
     lines = {ipvs.service_line(s) for v in cluster.vips for s in v.services}
     assert "-A -t 203.0.113.20:443 -s lc -p 600 -M 255.255.0.0" in lines
-    assert "-A -t [2001:db8:1::100]:80 -s mh -p 60 -M 64" in lines
+    assert "-A -t [2001:db8:1::100]:80 -s mh -p 60 -M 64 -b mh-fallback" in lines
+
+
+def test_service_options_in_ipvsadm_order() -> None:
+    """As ipvsadm -S prints them (seen in the VM): -p, -M, --pe, then -o, then -b with the flags
+    in the kernel's bit order (fallback before port, whatever the file's order)."""
+    cluster = pipeline.load(ROOT / "tests/cases/mixed/cluster.json")
+    lines = {ipvs.service_line(s) for v in cluster.vips for s in v.services}
+    assert "-A --sctp-service 203.0.113.10:3868 -s sh -b sh-fallback,sh-port" in lines  # file: sh-port first
+    assert "-A -u 203.0.113.10:5060 -s sh -p 1800 --pe sip -o -b sh-fallback" in lines
+    assert "-A -u 203.0.113.10:53 -s rr -o" in lines
 
 
 def test_port_is_the_service_port_except_under_nat() -> None:

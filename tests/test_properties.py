@@ -272,10 +272,17 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
                 service["protocol"] = protocol
             if draw(st.booleans()):
                 service["scheduler"] = draw(st.sampled_from(SCHEDULERS))
+            if service.get("scheduler") in ("sh", "mh") and draw(st.booleans()):
+                flags = [f"{service['scheduler']}-fallback", f"{service['scheduler']}-port"]
+                service["scheduler_flags"] = draw(st.lists(st.sampled_from(flags), unique=True, min_size=1))
+            if protocol == "udp" and draw(st.integers(0, 2)) == 0:
+                service["one_packet"] = True
             if draw(st.integers(0, 2)) == 0:
                 persistence: dict[str, Any] = {"timeout": draw(st.integers(1, 2678400))}
                 if draw(st.booleans()):
                     persistence["granularity"] = draw(st.integers(1, 32 if family == 4 else 128))
+                if protocol == "udp" and draw(st.booleans()):
+                    persistence["engine"] = "sip"
                 service["persistence"] = persistence
             services.append(service)
         vips[vname] = {"address": _text(draw, vip_ip), "director": director, "services": services}
@@ -742,6 +749,8 @@ _service = st.fixed_dictionaries(
         "protocol": st.sampled_from(["tcp", "udp", "sctp"]),
         "scheduler": st.sampled_from(SCHEDULERS),
         "persistence": from_schema(_inlined(_DEFS["service"]["properties"]["persistence"], _DEFS)),
+        "scheduler_flags": from_schema(_DEFS["service"]["properties"]["scheduler_flags"]),
+        "one_packet": st.booleans(),
     },
 )
 _vip = st.fixed_dictionaries({"address": _addr, "director": _names_pool, "services": st.lists(_service, min_size=1, max_size=3)})

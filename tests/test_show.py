@@ -44,13 +44,19 @@ def _from_input(document: dict[str, Any]) -> dict[str, Any]:
             persistence = svc.get("persistence")
             if persistence is not None:
                 full = ipaddress.ip_address(vip["address"]).max_prefixlen
-                persistence = {"timeout": persistence["timeout"], "granularity": persistence.get("granularity", full)}
+                persistence = {
+                    "timeout": persistence["timeout"],
+                    "granularity": persistence.get("granularity", full),
+                    "engine": persistence.get("engine"),
+                }
             key = (
                 svc.get("protocol", _default("service", "protocol")),
                 svc["port"],
                 svc.get("scheduler", _default("service", "scheduler")),
                 svc["forwarding"],
                 json.dumps(persistence, sort_keys=True),
+                tuple(sorted(svc.get("scheduler_flags", []))),
+                svc.get("one_packet", False),
             )
             members = Counter(
                 (
@@ -73,7 +79,15 @@ def _from_show(shown: dict[str, Any]) -> dict[str, Any]:
         for vip in director["vips"]:
             services = []
             for svc in vip["services"]:
-                key = (svc["protocol"], svc["port"], svc["scheduler"], svc["forwarding"], json.dumps(svc["persistence"], sort_keys=True))
+                key = (
+                    svc["protocol"],
+                    svc["port"],
+                    svc["scheduler"],
+                    svc["forwarding"],
+                    json.dumps(svc["persistence"], sort_keys=True),
+                    tuple(sorted(svc["scheduler_flags"])),
+                    svc["one_packet"],
+                )
                 members = Counter((rs["address"], rs["port"], rs["weight"], rs["host"]) for rs in svc["real_servers"])
                 services.append((key, members))
             got[director["name"]][vip["name"]] = (vip["address"], sorted(services, key=repr))
@@ -113,8 +127,10 @@ def test_table_is_aligned_and_says_what_the_json_says(case: Path) -> None:
                 p = svc["persistence"]
                 head = [
                     f"{svc['protocol']} {_endpoint(vip['address'], svc['port'])}",
-                    svc["scheduler"],
-                    "-" if p is None else f"{p['timeout']}s /{p['granularity']}",
+                    svc["scheduler"]
+                    + (f" ({','.join(svc['scheduler_flags'])})" if svc["scheduler_flags"] else "")
+                    + (" ops" if svc["one_packet"] else ""),
+                    "-" if p is None else f"{p['timeout']}s /{p['granularity']}" + (f" {p['engine']}" if p["engine"] else ""),
                     svc["forwarding"],
                 ]
                 for i, rs in enumerate(svc["real_servers"]):

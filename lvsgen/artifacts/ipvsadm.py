@@ -2,7 +2,8 @@
 (``ipvsadm-save -n``) prints it.
 
 lvsgen writes the rules file in exactly that form, so that a saved live table and the file
-compare byte for byte: that is how setup.sh knows a reload is not needed. ``ipvsadm -S`` never
+compare byte for byte: that is how setup.sh knows a reload is not needed. Options are printed
+in ipvsadm's own order: -s, -p, -M, --pe, -o, -b (flags in the kernel's bit order). ``ipvsadm -S`` never
 prints thresholds (-x/-y), so lvsgen does not offer them: a table with thresholds could never
 match its file. The order of the lines is ipvsadm's own, from lvsgen.order.
 """
@@ -37,6 +38,13 @@ def service_line(svc: Service) -> str:
                 line += f" -M {mask}"
             else:
                 line += f" -M {svc.persistence.granularity}"
+        if svc.persistence.engine is not None:
+            line += f" --pe {svc.persistence.engine}"
+    # ipvsadm 1.31 prints -o before -b (seen in the VM: "-s sh -p 60 --pe sip -o -b sh-port").
+    if svc.one_packet:
+        line += " -o"
+    if svc.scheduler_flags:
+        line += " -b " + ",".join(svc.scheduler_flags)
     return line
 
 

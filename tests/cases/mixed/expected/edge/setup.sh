@@ -25,7 +25,7 @@ LVS_FILES=(
   'etc/systemd/network/10-lvsgen-lvs0.network 0644'
   'etc/systemd/system/lvsgen.service 0644'
 )
-LVS_MODULES=('dummy' 'ip_vs' 'ip_vs_lc' 'ip_vs_sh' 'ip_vs_wlc' 'nf_tables')
+LVS_MODULES=('dummy' 'ip_vs' 'ip_vs_lc' 'ip_vs_rr' 'ip_vs_sh' 'ip_vs_wlc' 'ip_vs_pe_sip' 'nf_tables')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
   'net.ipv4.ip_forward 1'
