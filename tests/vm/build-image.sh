@@ -43,7 +43,7 @@ EXTRA_MODULES=(
   ip_vs_sed ip_vs_nq ip_vs_fo ip_vs_ovf ip_vs_mh ip_vs_twos
   ipip veth bridge dummy
   ip6_tunnel sit fou fou6 ip_gre ip6_gre gre 8021q macvlan vrf nf_conntrack_netlink
-  nf_tables
+  nf_tables sctp ip_vs_pe_sip nf_conntrack_sip
 )
 # Modules that must exist (the others are taken "if present").
 REQUIRED_MODULES=(crc32c_generic virtio_pci 9pnet_virtio 9p overlay ip_vs ip_vs_rr ip_vs_wrr

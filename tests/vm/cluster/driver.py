@@ -579,9 +579,71 @@ def phase_ra():
     return r
 
 
+def phase_features():
+    """Service options and protocols beyond the basics, each with a negative control that
+    undoes the option by hand (ipvsadm -E/-e), after which setup.sh must put it back:
+    sh-fallback (the hashed real server at weight 0: another one answers; without the flag,
+    the connection is refused), one-packet scheduling (no connection entries; without -o,
+    entries), the SIP persistence engine (one real server per Call-ID, two Call-IDs on two
+    real servers; without the engine, both on one), SCTP, and localnode (the director serves
+    its own VIP)."""
+    bare = unload_lvs_modules()
+    run(["modprobe", "sctp"])  # the SCTP peers' own module, as veth is the test bed's
+    build_topology()
+    main = TOPO["trees"]["main"]
+    f = TOPO["features"]
+    director = next(h for h in TOPO["hosts"] if h["role"] == "director")
+    r = {"bare": bare, "first": run_setups(main, "setup.sh")}
+    r["modules"] = lvs_modules_loaded()
+    servers = start_servers()
+    r["answers"] = client(TOPO["plan"])
+    r["saved"] = saved_tables()
+    r["second"] = run_setups(main, "setup.sh again")
+
+    def ipvsadm(*args):
+        return in_host(director, ["ipvsadm", *args], check=False)
+
+    def conns(proto, vip_port):
+        out = ipvsadm("-L", "-n", "-c").stdout
+        return len([line for line in out.splitlines() if line.split()[:1] == [proto] and vip_port in line.split()])
+
+    # one-packet scheduling
+    ops = f["ops"]
+    r["ops_conns"] = conns("UDP", ops["vip_port"])
+    ipvsadm("-E", "-u", ops["vip_port"], "-s", "rr")
+    r["ops_off_answers"] = client([ops["item"]])
+    r["ops_off_conns"] = conns("UDP", ops["vip_port"])
+    r["ops_heal"] = run_setups(main, "setup.sh after -o was taken off")
+    r["ops_saved"] = saved_tables()
+    # sh-fallback
+    sh = f["sh"]
+    r["sh_first"] = client([sh["item"]])
+    hashed = r["sh_first"][sh["item"]["key"]][0]
+    r["sh_hashed"] = hashed
+    r["sh_quiesce"] = ipvsadm("-e", "-t", sh["vip_port"], "-r", sh["servers"].get(hashed, "0.0.0.0:0"), "-g", "-w", "0").returncode
+    r["sh_fallback"] = client([sh["item"]])
+    ipvsadm("-E", "-t", sh["vip_port"], "-s", "sh")
+    r["sh_no_fallback"] = client([sh["item"]])
+    r["sh_heal"] = run_setups(main, "setup.sh after the flag was taken off")
+    r["sh_healed"] = client([sh["item"]])
+    # the SIP persistence engine
+    sip = f["sip"]
+    r["sip"] = client(sip["items"])
+    ipvsadm("-E", "-u", sip["vip_port"], "-s", "rr", "-p", "60")
+    r["sip_off"] = client(sip["items_off"])
+    r["sip_heal"] = run_setups(main, "setup.sh after the engine was taken off")
+    r["sip_healed"] = client(sip["items_healed"])
+    r["last"] = run_setups(main, "setup.sh at the end")
+    r["saved_end"] = saved_tables()
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
 def main():
     phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd, "ifupdown": phase_ifupdown,
-              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra}
+              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features}
     for name in TOPO["phases"]:
         t0 = time.time()
         try:

@@ -1,11 +1,13 @@
 """Guest-side traffic peers for the cluster test (run with `python3 -I -S`: fast imports).
 
-    peer.py serve NAME SPEC...   SPEC = tcp:ADDR:PORT | udp:ADDR:PORT. TCP: HTTP/1.0,
-                                 GET / -> "NAME\\n", GET /big -> 2 MiB. UDP: any datagram ->
-                                 "NAME\\n". Binding to the VIP makes UDP replies come from it.
-    peer.py client PLAN.json     PLAN: [{"key", "protocol", "vip", "port", "n", "path"}]; prints
-                                 JSON {key: [first line of each answer, or "ERR ..."]}; a new
-                                 connection (TCP) or a new socket (UDP) for every request.
+    peer.py serve NAME SPEC...   SPEC = tcp:ADDR:PORT | udp:ADDR:PORT | sctp:ADDR:PORT. TCP:
+                                 HTTP/1.0, GET / -> "NAME\\n", GET /big -> 2 MiB. UDP: any
+                                 datagram -> "NAME\\n". SCTP: any message on an association ->
+                                 "NAME\\n". Binding to the VIP makes replies come from it.
+    peer.py client PLAN.json     PLAN: [{"key", "protocol", "vip", "port", "n", "path",
+                                 "payload"}]; prints JSON {key: [first line of each answer, or
+                                 "ERR ..."]}; a new connection (TCP, SCTP) or a new socket (UDP)
+                                 for every request. "payload" (UDP): the datagram to send.
     peer.py ra IFACE             one IPv6 router advertisement (router lifetime 1800 s, no
                                  prefix) to all nodes on IFACE, as a router on that link sends.
 """
@@ -32,12 +34,42 @@ def serve_udp(name, addr, port):
         s.sendto((name + "\n").encode(), peer)
 
 
+def serve_sctp(name, addr, port):
+    s = socket.socket(fam(addr), socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(16)
+    while True:
+        conn, _ = s.accept()
+        try:
+            conn.settimeout(5)
+            if conn.recv(2048):
+                conn.sendall((name + "\n").encode())
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def ask_sctp(vip, port, timeout):
+    s = socket.socket(fam(vip), socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+    s.settimeout(timeout)
+    try:
+        s.connect((vip, port))
+        s.sendall(b"who\n")
+        return s.recv(2048)
+    finally:
+        s.close()
+
+
 def serve(name, specs):
     for spec in specs:
         proto, rest = spec.split(":", 1)
         addr, port = rest.rsplit(":", 1)
         if proto == "tcp":
             threading.Thread(target=vmhttp.serve, args=(addr, int(port), name), daemon=True).start()
+        elif proto == "sctp":
+            threading.Thread(target=serve_sctp, args=(name, addr, int(port)), daemon=True).start()
         else:
             threading.Thread(target=serve_udp, args=(name, addr, int(port)), daemon=True).start()
     time.sleep(0.5)
@@ -47,11 +79,11 @@ def serve(name, specs):
     threading.Event().wait()
 
 
-def ask_udp(vip, port, timeout):
+def ask_udp(vip, port, timeout, payload=b"who\n"):
     s = socket.socket(fam(vip), socket.SOCK_DGRAM)
     s.settimeout(timeout)
     try:
-        s.sendto(b"who\n", (vip, port))
+        s.sendto(payload, (vip, port))
         data, _ = s.recvfrom(2048)
         return data
     finally:
@@ -65,7 +97,9 @@ def client(plan_file):
         for _ in range(item["n"]):
             try:
                 if item["protocol"] == "udp":
-                    body = ask_udp(item["vip"], item["port"], 3)
+                    body = ask_udp(item["vip"], item["port"], 3, item.get("payload", "who\n").encode())
+                elif item["protocol"] == "sctp":
+                    body = ask_sctp(item["vip"], item["port"], 5)
                 else:
                     host = "[%s]" % item["vip"] if ":" in item["vip"] else item["vip"]
                     body = vmhttp.get("http://%s:%d%s" % (host, item["port"], item.get("path", "/")), 5)

@@ -1,0 +1,176 @@
+"""Service options and protocols in a real kernel (pytest -m vm), with lvsgen's artifacts as
+they are: scheduler flags, one-packet scheduling, the SIP persistence engine, SCTP and
+localnode.
+
+One VM boot runs cluster/driver.py's features phase on tests/vm/features/cluster.json: a DR
+director with two real servers. Every option is shown by what traffic does, and undone by hand
+(ipvsadm -E/-e) as a negative control, after which setup.sh must find the drift and put the
+option back (these options are not in /proc/net/ip_vs, so this also proves the engine's
+'ipvsadm -S -n' path):
+- sh-fallback: one client hashes to one real server; at weight 0 another one answers. Without
+  the flag, the connection is refused.
+- one-packet scheduling (-o): UDP requests leave no connection entry; without it they do.
+- the SIP persistence engine (--pe sip): requests of one Call-ID stay on one real server, and
+  two Call-IDs go to two (rr); with client-address persistence instead, both go to one.
+- SCTP: an association through the VIP reaches each real server in turn (rr).
+- localnode: the director serves its own VIP, beside a real server (rr).
+The table the kernel saves equals the rules file line for line, and a second run changes
+nothing. Expectations come from the raw cluster file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import vm  # noqa: E402
+from cases import lvsgen  # noqa: E402
+
+from driven import run_driver  # noqa: E402
+from expect import Cluster  # noqa: E402
+
+pytestmark = pytest.mark.vm
+
+CLUSTER = HERE / "features" / "cluster.json"
+
+
+def sip_message(call_id: str) -> str:
+    """A SIP OPTIONS request: the engine reads the Call-ID header of a UDP datagram."""
+    return (
+        "OPTIONS sip:lb@192.0.2.120 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+def service(cluster: Cluster, protocol: str, vip: str, port: int) -> dict:
+    return next(s for s in cluster.services if (s["protocol"], s["vip"], s["port"]) == (protocol, vip, port))
+
+
+def topology(cluster: Cluster) -> dict:
+    hosts = []
+    for name, host in cluster.hosts.items():
+        own = ipaddress.ip_interface(host["address"])
+        hosts.append({
+            "name": name, "hostname": cluster.hostname(name), "role": host["role"],
+            "interface": host["interface"], "network": str(own.network), "own_address": str(own), "gateway": "192.0.2.254",
+            "serve": sorted({f"{svc['protocol']}:{svc['vip']}:{svc['port']}" for svc in cluster.services if name in svc["weights"]}),
+            "addresses": [list(a) for a in cluster.addresses(name)], "own_units": {},
+        })
+    own = {name: str(ipaddress.ip_interface(h["address"]).ip) for name, h in cluster.hosts.items()}
+    sh = service(cluster, "tcp", "192.0.2.120", 80)
+    ops = service(cluster, "udp", "192.0.2.120", 53)
+    sip = service(cluster, "udp", "192.0.2.120", 5060)
+    sctp = service(cluster, "sctp", "192.0.2.120", 3868)
+    local = service(cluster, "tcp", "192.0.2.121", 80)
+
+    def item(svc: dict, n: int, key: str | None = None, payload: str | None = None) -> dict:
+        out = {"key": key or svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n}
+        if payload is not None:
+            out["payload"] = payload
+        return out
+
+    def sip_items(*calls: str) -> list[dict]:
+        return [item(sip, 4, f"call {c}", sip_message(f"{c}@192.0.2.50")) for c in calls]
+
+    return {
+        "hosts": hosts, "networks": ["192.0.2.0/24"],
+        "client": {"name": "client", "interface": "eth0", "address": "192.0.2.50/24", "network": "192.0.2.0/24"},
+        "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
+        "plan": [item(sh, 3), item(ops, 4), item(sctp, 4), item(local, 4)],
+        "features": {
+            "ops": {"vip_port": f"{ops['vip']}:{ops['port']}", "item": item(ops, 4)},
+            "sh": {"vip_port": f"{sh['vip']}:{sh['port']}", "item": item(sh, 3),
+                   "servers": {name: f"{own[name]}:{sh['port']}" for name in sh["weights"]}},
+            "sip": {"vip_port": f"{sip['vip']}:{sip['port']}", "items": sip_items("a", "b"),
+                    "items_off": sip_items("c", "d"), "items_healed": sip_items("e", "f")},
+        },
+        "big": [], "mutants": {}, "trees": {"main": "out"}, "phases": ["features"],
+    }
+
+
+@pytest.fixture(scope="module")
+def features_run(tmp_path_factory):
+    reason = vm.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("vm-features")
+    build = lvsgen("build", str(CLUSTER), "-o", str(work / "out"))
+    assert build.returncode == 0, build.stderr
+    cluster = Cluster(CLUSTER)
+    run, results = run_driver(work, topology(cluster), timeout=900)
+    r = results.get("features")
+    assert r is not None and "error" not in r, (r or {}).get("error", "") + "\n" + run.diagnostics()
+    return {"cluster": cluster, "r": r, "rules": (work / "out" / "lb" / "etc" / "lvsgen" / "ipvsadm.rules").read_text()}
+
+
+def test_every_setup_sh_succeeds_and_loads_the_sip_engine(features_run):
+    r = features_run["r"]
+    assert r["bare"] == []
+    assert {h: x["rc"] for h, x in r["first"].items()} == {h: 0 for h in features_run["cluster"].hosts}, r["first"]
+    assert "ip_vs_pe_sip" in r["modules"] and "ip_vs_sh" in r["modules"], r["modules"]
+
+
+def test_the_saved_table_is_the_rules_file_and_a_second_run_changes_nothing(features_run):
+    r = features_run["r"]
+    assert sorted(r["saved"]["lb"].splitlines()) == sorted(features_run["rules"].splitlines())
+    assert sorted(r["saved_end"]["lb"].splitlines()) == sorted(features_run["rules"].splitlines())
+    for runs in (r["second"], r["last"]):
+        assert all(x["rc"] == 0 and "no changes" in x["output"] for x in runs.values()), runs
+
+
+def test_sctp_and_localnode_serve_in_turn(features_run):
+    answers = features_run["r"]["answers"]
+    assert sorted(answers["sctp 192.0.2.120:3868"]) == ["rs1", "rs1", "rs2", "rs2"], answers
+    # localnode: the director itself answers, beside rs1
+    assert sorted(answers["tcp 192.0.2.121:80"]) == ["lb", "lb", "rs1", "rs1"], answers
+
+
+def test_one_packet_scheduling_leaves_no_connection_entry(features_run):
+    r = features_run["r"]
+    assert sorted(r["answers"]["udp 192.0.2.120:53"]) == ["rs1", "rs1", "rs2", "rs2"], r["answers"]
+    assert r["ops_conns"] == 0
+    # negative control: the same requests without -o leave entries
+    assert all(not a.startswith("ERR") for a in r["ops_off_answers"]["udp 192.0.2.120:53"]), r["ops_off_answers"]
+    assert r["ops_off_conns"] > 0
+    heal = r["ops_heal"]["lb"]
+    assert heal["rc"] == 0 and "ipvsadm -E -u 192.0.2.120:53 -s rr -o" in heal["output"], heal
+
+
+def test_sh_fallback_sends_a_quiesced_servers_clients_elsewhere(features_run):
+    r = features_run["r"]
+    key = "tcp 192.0.2.120:80"
+    first = r["sh_first"][key]
+    assert len(set(first)) == 1 and first[0] in ("rs1", "rs2"), first  # sh: one client, one real server
+    assert r["sh_quiesce"] == 0
+    other = {"rs1": "rs2", "rs2": "rs1"}[r["sh_hashed"]]
+    assert r["sh_fallback"][key] == [other] * 3, r["sh_fallback"]
+    # negative control: without the flag the hashed server's weight 0 means no server at all
+    assert all(a.startswith("ERR") for a in r["sh_no_fallback"][key]), r["sh_no_fallback"]
+    heal = r["sh_heal"]["lb"]
+    assert heal["rc"] == 0, heal
+    assert "ipvsadm -E -t 192.0.2.120:80 -s sh -b sh-fallback" in heal["output"], heal["output"]
+    assert f"-w 1" in heal["output"] and r["sh_healed"][key] == first, (heal["output"], r["sh_healed"])
+
+
+def test_the_sip_engine_keeps_a_call_on_one_real_server(features_run):
+    r = features_run["r"]
+
+    def servers(answers: dict, call: str) -> set[str]:
+        return set(answers[f"call {call}"])
+
+    a, b = servers(r["sip"], "a"), servers(r["sip"], "b")
+    assert len(a) == 1 and len(b) == 1 and a != b and a | b == {"rs1", "rs2"}, r["sip"]
+    # negative control: persistence by client address puts both calls on one real server
+    c, d = servers(r["sip_off"], "c"), servers(r["sip_off"], "d")
+    assert len(c | d) == 1 and not any(x.startswith("ERR") for x in c | d), r["sip_off"]
+    heal = r["sip_heal"]["lb"]
+    assert heal["rc"] == 0 and "ipvsadm -E -u 192.0.2.120:5060 -s rr -p 60 --pe sip" in heal["output"], heal
+    e, f = servers(r["sip_healed"], "e"), servers(r["sip_healed"], "f")
+    assert len(e) == 1 and len(f) == 1 and e != f, r["sip_healed"]
