@@ -79,6 +79,8 @@ class Host:
     nat_forwarding: str  # directors: "lvs-only" (lvsgen's forward policy) or "host"
     owns_ipvs_table: bool  # directors: every undescribed IPVS service is removed
     drain_timeout: int  # directors: seconds to wait for a leaving real server's connections
+    # directors: ipvsadm --set tcp tcpfin udp, in seconds; 0 keeps the kernel's value
+    ipvs_timeouts: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def is_director(self) -> bool:
@@ -164,7 +166,12 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
         nat_forwarding=raw.get("nat_forwarding", schema_default("host", "nat_forwarding")),
         owns_ipvs_table=raw.get("owns_ipvs_table", schema_default("host", "owns_ipvs_table")),
         drain_timeout=raw.get("drain_timeout", schema_default("host", "drain_timeout")),
+        ipvs_timeouts=_timeouts(raw.get("ipvs_timeouts", {})),
     )
+
+
+def _timeouts(raw: dict[str, int]) -> tuple[int, int, int]:
+    return (raw.get("tcp", 0), raw.get("tcpfin", 0), raw.get("udp", 0))
 
 
 def _own_interface(raw: dict[str, Any] | None) -> OwnInterface | None:

@@ -50,7 +50,7 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
         if address.network.prefixlen == address.max_prefixlen:
             yield _p(base + ["address"], f"{address} has a /{address.max_prefixlen} prefix: give the prefix length of the host's network, like 192.0.2.10/24, so lvsgen can check which hosts share it")
         if host["role"] == "real-server":
-            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "owns_ipvs_table", "drain_timeout"):
+            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "ipvs_timeouts", "owns_ipvs_table", "drain_timeout"):
                 if key in host:
                     yield _p(base + [key], f"{json.dumps(key)} applies to directors only; remove it or set \"role\": \"director\"")
         else:

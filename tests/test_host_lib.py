@@ -1401,3 +1401,92 @@ def test_a_file_with_other_lines_is_left_to_the_plan(tmp_path: Path, extra: str)
     desired.write_text(extra + DESIRED)
     run = bash('LVS_HOST=lb LVS_DRY_RUN=0; lvs_ipvs_load "$1" "$2"', desired, tmp_path / "plan", LVSGEN_STATE=tmp_path)
     assert run.returncode != 0
+
+
+# --- IPVS timeouts (ipvsadm --set), against a fake ipvsadm that keeps them in a file ----------------------------
+
+
+def _fake_ipvsadm(tmp_path: Path, now: str) -> Path:
+    bin_dir = tmp_path / "fake ipvsadm"
+    bin_dir.mkdir()
+    (tmp_path / "timeouts").write_text(now + "\n")
+    (bin_dir / "ipvsadm").write_text(
+        "#!/bin/bash\n"
+        'state="$(dirname "$0")/../timeouts"\n'
+        'read -r -a t <"$state"\n'
+        'if [[ $1 == -L && $2 == --timeout ]]; then echo "Timeout (tcp tcpfin udp): ${t[*]}"; exit 0; fi\n'
+        'if [[ $1 == --set ]]; then shift; for i in 0 1 2; do v=${@:i+1:1}; ((v == 0)) || t[i]=$v; done;'
+        ' echo "${t[*]}" >"$state"; echo "--set $*" >>"$state.log"; exit 0; fi\n'
+        "exit 2\n"
+    )
+    (bin_dir / "ipvsadm").chmod(0o755)
+    return bin_dir
+
+
+TIMEOUTS = 'PATH=$BIN:$PATH; LVS_HOST=lb; LVS_DRY_RUN=${DRY:-0}; LVSGEN_STATE=$STATE; lvs_record_load; '
+
+
+@pytest.mark.parametrize(
+    "now, want, after, ran",
+    [
+        ("900 120 300", "60 0 0", "60 120 300", True),
+        ("60 120 300", "60 0 0", "60 120 300", False),  # 0: the kernel's value, whatever it is
+        ("900 120 300", "900 120 300", "900 120 300", False),
+        ("900 120 300", "7200 30 60", "7200 30 60", True),
+    ],
+)
+def test_timeouts_are_set_only_when_they_differ_and_recorded(tmp_path: Path, now: str, want: str, after: str, ran: bool) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_ipvsadm(tmp_path, now)
+    state = tmp_path / "state"
+    run = bash(TIMEOUTS + 'LVS_TIMEOUTS=$1; lvs_timeouts; echo "changes=$LVS_CHANGES"', want,
+               BIN=bin_dir, STATE=state, LVSGEN_PROC_IPVS=proc)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "timeouts").read_text().split() == after.split()
+    assert ("+ ipvsadm --set " + want in run.stdout) == ran, run.stdout
+    assert run.stdout.endswith(f"changes={int(ran)}\n")
+    record = (state / "record").read_text() if (state / "record").exists() else ""
+    assert (f"timeouts\tset\t{now}\t{after}\n" in record) == ran, record
+
+
+def test_timeouts_put_back_when_the_file_drops_them(tmp_path: Path) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_ipvsadm(tmp_path, "900 120 300")
+    state = tmp_path / "state"
+    env = {"BIN": bin_dir, "STATE": state, "LVSGEN_PROC_IPVS": proc}
+    for want in ("60 0 0", "30 0 20"):  # two changes: the host's own values are kept from the first
+        assert bash(TIMEOUTS + 'LVS_TIMEOUTS=$1; lvs_timeouts', want, **env).returncode == 0
+    assert (tmp_path / "timeouts").read_text().split() == ["30", "120", "20"]
+    dry = bash(TIMEOUTS + "LVS_TIMEOUTS=; lvs_remove_stale", DRY="1", **env)
+    assert dry.returncode == 0 and "would run: ipvsadm --set 900 120 300" in dry.stdout, dry.stdout + dry.stderr
+    run = bash(TIMEOUTS + "LVS_TIMEOUTS=; lvs_remove_stale; lvs_record_save", **env)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "timeouts").read_text().split() == ["900", "120", "300"]
+    assert "timeouts" not in (state / "record").read_text()
+
+
+def test_timeouts_changed_by_hand_since_are_left_alone_on_removal(tmp_path: Path) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_ipvsadm(tmp_path, "900 120 300")
+    state = tmp_path / "state"
+    env = {"BIN": bin_dir, "STATE": state, "LVSGEN_PROC_IPVS": proc}
+    assert bash(TIMEOUTS + "LVS_TIMEOUTS='60 0 0'; lvs_timeouts", **env).returncode == 0
+    (tmp_path / "timeouts").write_text("45 120 300\n")  # an admin's ipvsadm --set since
+    run = bash(TIMEOUTS + "LVS_TIMEOUTS=; lvs_remove_stale; lvs_record_save", **env)
+    assert run.returncode == 0 and "--set" not in run.stdout, run.stdout
+    assert (tmp_path / "timeouts").read_text().split() == ["45", "120", "300"]
+
+
+def test_timeouts_the_kernel_does_not_take_stop_the_run(tmp_path: Path) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_ipvsadm(tmp_path, "900 120 300")
+    script = (bin_dir / "ipvsadm").read_text().replace('echo "${t[*]}" >"$state"', ":")  # --set changes nothing
+    (bin_dir / "ipvsadm").write_text(script)
+    run = bash(TIMEOUTS + "LVS_TIMEOUTS='60 0 0'; lvs_step timeouts; lvs_timeouts",
+               BIN=bin_dir, STATE=tmp_path / "state", LVSGEN_PROC_IPVS=proc)
+    assert run.returncode != 0
+    assert "error in step timeouts" in run.stderr and "900 120 300 after 'ipvsadm --set 60 0 0', not 60 120 300" in run.stderr

@@ -55,6 +55,7 @@ def files(cluster: Cluster, state: HostState, head: str, installed: list[File], 
         forward=FORWARD if state.forward is not None else "",
         table_owned=int(host.owns_ipvs_table),
         drain_timeout=host.drain_timeout,
+        timeouts=" ".join(map(str, host.ipvs_timeouts)) if any(host.ipvs_timeouts) else "",
         units=[u.path for u in units],
     )
     return [File(SETUP, text, MODE_SCRIPT), File(LIBRARY, library())]

@@ -14,6 +14,8 @@ option back (these options are not in /proc/net/ip_vs, so this also proves the e
   two Call-IDs go to two (rr); with client-address persistence instead, both go to one.
 - SCTP: an association through the VIP reaches each real server in turn (rr).
 - localnode: the director serves its own VIP, beside a real server (rr).
+- IPVS timeouts (ipvs_timeouts): set as the file says, the one it omits left at the kernel's
+  value; changed by hand, put back.
 The table the kernel saves equals the rules file line for line, and a second run changes
 nothing. Expectations come from the raw cluster file.
 """
@@ -174,3 +176,12 @@ def test_the_sip_engine_keeps_a_call_on_one_real_server(features_run):
     assert heal["rc"] == 0 and "ipvsadm -E -u 192.0.2.120:5060 -s rr -p 60 --pe sip" in heal["output"], heal
     e, f = servers(r["sip_healed"], "e"), servers(r["sip_healed"], "f")
     assert len(e) == 1 and len(f) == 1 and e != f, r["sip_healed"]
+
+
+def test_timeouts_are_set_and_put_back(features_run):
+    r = features_run["r"]
+    assert r["timeouts"] == "Timeout (tcp tcpfin udp): 600 120 60", r["timeouts"]  # tcpfin: the kernel's
+    assert r["timeouts_by_hand"] == "Timeout (tcp tcpfin udp): 900 120 300"
+    heal = r["timeouts_heal"]["lb"]
+    assert heal["rc"] == 0 and "+ ipvsadm --set 600 0 60" in heal["output"], heal
+    assert r["timeouts_healed"] == r["timeouts"]

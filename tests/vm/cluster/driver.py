@@ -586,7 +586,7 @@ def phase_features():
     the connection is refused), one-packet scheduling (no connection entries; without -o,
     entries), the SIP persistence engine (one real server per Call-ID, two Call-IDs on two
     real servers; without the engine, both on one), SCTP, and localnode (the director serves
-    its own VIP)."""
+    its own VIP), and the IPVS timeouts."""
     bare = unload_lvs_modules()
     run(["modprobe", "sctp"])  # the SCTP peers' own module, as veth is the test bed's
     build_topology()
@@ -602,6 +602,13 @@ def phase_features():
 
     def ipvsadm(*args):
         return in_host(director, ["ipvsadm", *args], check=False)
+
+    # timeouts: set, then changed by hand and put back
+    r["timeouts"] = ipvsadm("-L", "--timeout").stdout.strip()
+    ipvsadm("--set", "900", "0", "300")
+    r["timeouts_by_hand"] = ipvsadm("-L", "--timeout").stdout.strip()
+    r["timeouts_heal"] = run_setups(main, "setup.sh after the timeouts were changed")
+    r["timeouts_healed"] = ipvsadm("-L", "--timeout").stdout.strip()
 
     def conns(proto, vip_port):
         out = ipvsadm("-L", "-n", "-c").stdout

@@ -614,6 +614,7 @@ lvs_remove_stale() {
   for entry in "${LVS_FILES[@]}"; do want["file"$'\t'"/${entry% *}"]=1; done
   for entry in "${LVS_UNITS[@]}"; do want["link"$'\t'"$LVS_WANTS/${entry##*/}"]=1; done
   [[ -z ${LVS_NFT:-} ]] || want["nft"$'\t'"$LVS_NFT_NAME"]=1
+  [[ -z ${LVS_TIMEOUTS:-} ]] || want["timeouts"$'\t'set]=1
   # The host's own addresses are never removed, even where an older lvsgen added them.
   for entry in "${LVS_HOST_ADDRESSES[@]}"; do
     read -r cidr dev <<<"$entry"
@@ -628,7 +629,7 @@ lvs_remove_stale() {
   done
   ((${#stale[@]} > 0)) || return 0
   # The forwarding policy goes after the sysctls: ip_forward is off again before it is.
-  for kind in addr route dummy sysctl nft link file; do
+  for kind in addr route dummy sysctl timeouts nft link file; do
     [[ $kind == route ]] && lvs_ip_flush # the addresses go first
     [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
     for key in "${stale[@]}"; do
@@ -663,6 +664,14 @@ lvs_remove_stale() {
             [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
           fi
           ;;
+        timeouts)
+          # Put back the host's values, unless someone changed them since (or ip_vs is gone).
+          if [[ -r $LVSGEN_PROC_IPVS ]]; then
+            lvs_timeouts_read
+            # shellcheck disable=SC2086 # three numbers
+            [[ $LVS_TIMEOUTS_NOW == "${fields[3]}" ]] && lvs_run ipvsadm --set ${fields[2]}
+          fi
+          ;;
         nft)
           # shellcheck disable=SC2086 # family and name, two words
           if nft list table ${fields[1]} >/dev/null 2>&1; then
@@ -684,6 +693,54 @@ lvs_remove_stale() {
       ((LVS_DRY_RUN)) || lvs_record_drop "$key"
     done
   done
+}
+
+# --- IPVS timeouts ---------------------------------------------------------------------------------------
+# LVS_TIMEOUTS: "TCP TCPFIN UDP" in seconds, 0 for one the file leaves to the kernel. The
+# module forgets them when it is loaded again (at boot), so every run sets what differs.
+lvs_timeouts_read() { # sets LVS_TIMEOUTS_NOW to the kernel's "TCP TCPFIN UDP"
+  local line
+  line=$(ipvsadm -L --timeout 2>&1) || lvs_die "'ipvsadm -L --timeout' failed: $line"
+  # "Timeout (tcp tcpfin udp): 900 120 300"
+  [[ $line == "Timeout (tcp tcpfin udp): "* ]] || lvs_die "cannot read 'ipvsadm -L --timeout': $line"
+  LVS_TIMEOUTS_NOW=${line##*: }
+}
+
+lvs_timeouts() {
+  [[ -n ${LVS_TIMEOUTS:-} ]] || return 0
+  lvs_step timeouts
+  local -a want have
+  read -r -a want <<<"$LVS_TIMEOUTS"
+  if [[ ! -r $LVSGEN_PROC_IPVS ]] && ((LVS_DRY_RUN)); then
+    lvs_run ipvsadm --set "${want[@]}" # ip_vs is not loaded: the module would start at its defaults
+    return 0
+  fi
+  lvs_timeouts_read
+  read -r -a have <<<"$LVS_TIMEOUTS_NOW"
+  local i differ=0
+  for i in 0 1 2; do
+    ((want[i] == 0 || want[i] == have[i])) || differ=1
+  done
+  ((differ)) || return 0
+  # The values the host had before lvsgen first set them, to put back when the file drops them.
+  local old=${LVS_REC[timeouts$'\t'set]-}
+  if [[ -n $old ]]; then
+    IFS=$'\t' read -r _ _ old _ <<<"$old"
+  else
+    old=$LVS_TIMEOUTS_NOW
+  fi
+  local new=() v
+  for i in 0 1 2; do
+    v=${want[i]}
+    ((v != 0)) || v=${have[i]}
+    new+=("$v")
+  done
+  lvs_record_add timeouts set "$old" "${new[*]}"
+  lvs_run ipvsadm --set "${want[@]}"
+  ((LVS_DRY_RUN)) && return 0
+  lvs_timeouts_read
+  [[ $LVS_TIMEOUTS_NOW == "${new[*]}" ]] ||
+    lvs_die "the IPVS timeouts are $LVS_TIMEOUTS_NOW after 'ipvsadm --set ${want[*]}', not ${new[*]}"
 }
 
 # --- the IPVS table ---------------------------------------------------------------------------------------
@@ -1174,7 +1231,7 @@ lvs_drain() { # WFILE: wait until the draining real servers have no active conne
 
 # --- main -----------------------------------------------------------------------------------------------
 lvsgen_main() {
-  : "${LVS_TABLE_OWNED:=1}" "${LVS_DRAIN_TIMEOUT:=0}" # directors set these
+  : "${LVS_TABLE_OWNED:=1}" "${LVS_DRAIN_TIMEOUT:=0}" "${LVS_TIMEOUTS:=}" # directors set these
   set -o errtrace
   trap 'lvs_die "line $LINENO: command failed: $BASH_COMMAND"' ERR
   lvs_parse_args "$@"
@@ -1186,6 +1243,7 @@ lvsgen_main() {
     lvs_modules
     lvs_forward
     lvs_sysctls
+    lvs_timeouts
     lvs_ipvs
     lvs_devices
     lvs_addresses
@@ -1196,6 +1254,7 @@ lvsgen_main() {
     lvs_modules
     lvs_forward
     lvs_sysctls
+    lvs_timeouts
     lvs_ipvs
     lvs_devices
     lvs_addresses
