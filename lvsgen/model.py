@@ -64,6 +64,14 @@ class OwnInterface:
 
 
 @dataclass(frozen=True)
+class SyncDaemon:
+    state: str  # "master" or "backup"
+    interface: str
+    syncid: int
+    maxlen: int | None  # None: the kernel picks it from the MTU
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     role: Role
@@ -81,6 +89,7 @@ class Host:
     drain_timeout: int  # directors: seconds to wait for a leaving real server's connections
     # directors: ipvsadm --set tcp tcpfin udp, in seconds; 0 keeps the kernel's value
     ipvs_timeouts: tuple[int, int, int] = (0, 0, 0)
+    sync_daemons: tuple[SyncDaemon, ...] = ()  # directors: ipvsadm --start-daemon
 
     @property
     def is_director(self) -> bool:
@@ -167,6 +176,10 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
         owns_ipvs_table=raw.get("owns_ipvs_table", schema_default("host", "owns_ipvs_table")),
         drain_timeout=raw.get("drain_timeout", schema_default("host", "drain_timeout")),
         ipvs_timeouts=_timeouts(raw.get("ipvs_timeouts", {})),
+        sync_daemons=tuple(
+            SyncDaemon(d["state"], d.get("interface", raw["interface"]), d.get("syncid", 0), d.get("maxlen"))
+            for d in sorted(raw.get("sync_daemons", []), key=lambda d: d["state"] != "master")
+        ),
     )
 
 

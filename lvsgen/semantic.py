@@ -50,12 +50,17 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
         if address.network.prefixlen == address.max_prefixlen:
             yield _p(base + ["address"], f"{address} has a /{address.max_prefixlen} prefix: give the prefix length of the host's network, like 192.0.2.10/24, so lvsgen can check which hosts share it")
         if host["role"] == "real-server":
-            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "ipvs_timeouts", "owns_ipvs_table", "drain_timeout"):
+            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "ipvs_timeouts", "sync_daemons", "owns_ipvs_table", "drain_timeout"):
                 if key in host:
                     yield _p(base + [key], f"{json.dumps(key)} applies to directors only; remove it or set \"role\": \"director\"")
         else:
             if "vip_device" in host:
                 yield _p(base + ["vip_device"], f"\"vip_device\" applies to real servers only; a director holds its IPv4 VIPs on {DUMMY_DEVICE} and its IPv6 VIPs on \"interface\"; remove it")
+            states: dict[str, int] = {}
+            for index, daemon in enumerate(host.get("sync_daemons", [])):
+                if daemon["state"] in states:
+                    yield _p(base + ["sync_daemons", index, "state"], f"a second {daemon['state']} sync daemon (the first is at index {states[daemon['state']]}): the kernel runs one of each; keep one")
+                states.setdefault(daemon["state"], index)
             if "nat_interface" in host and "nat_address" not in host:
                 yield _p(base + ["nat_interface"], "\"nat_interface\" needs \"nat_address\": give the director's address on that interface, like 198.51.100.1/24")
             if "nat_address" in host:

@@ -97,6 +97,7 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     _own_address(state, host, host.address.with_prefixlen, host.interface)
     if host.nat_address is not None and host.nat_interface is not None:
         _own_address(state, host, host.nat_address.with_prefixlen, host.nat_interface)
+    _add_unique(state.nics, [d.interface for d in host.sync_daemons])
     for vip in _by_address(cluster.vips):
         if vip.director != host.name:
             continue
@@ -254,7 +255,8 @@ def host_state(cluster: Cluster, host: Host, by_host: ByHost | None = None) -> H
 
 def needs_network(state: HostState) -> bool:
     """Whether the host has state on its NIC (a director's IPv6 VIP, a NAT real server's route,
-    an owned NIC's address), which only the lvsgen-network unit can restore at boot on a host
+    an owned NIC's address, a sync daemon), which only the lvsgen-network unit can restore at boot on a host
     whose network manager is not networkd: the early unit runs before the NIC is configured."""
     early = set(state.dummies) | {"lo", TUNNEL_DEVICE}
-    return bool(state.routes) or any(a.device not in early for a in state.addresses)
+    # A sync daemon sends or receives multicast on the NIC: it starts once the NIC is up.
+    return bool(state.routes) or bool(state.host.sync_daemons) or any(a.device not in early for a in state.addresses)

@@ -1490,3 +1490,85 @@ def test_timeouts_the_kernel_does_not_take_stop_the_run(tmp_path: Path) -> None:
                BIN=bin_dir, STATE=tmp_path / "state", LVSGEN_PROC_IPVS=proc)
     assert run.returncode != 0
     assert "error in step timeouts" in run.stderr and "900 120 300 after 'ipvsadm --set 60 0 0', not 60 120 300" in run.stderr
+
+
+# --- connection sync daemons, against a fake ipvsadm that keeps them in a file -----------------------------------
+
+
+def _fake_sync_ipvsadm(tmp_path: Path, running: str = "") -> Path:
+    bin_dir = tmp_path / "fake sync"
+    bin_dir.mkdir()
+    (tmp_path / "daemons").write_text(running)
+    (bin_dir / "ipvsadm").write_text(
+        "#!/bin/bash\n"
+        'state="$(dirname "$0")/../daemons"\n'
+        'echo "$*" >>"$state.log"\n'
+        'if [[ $1 == -L && $2 == --daemon ]]; then cat "$state"; exit 0; fi\n'
+        'if [[ $1 == --stop-daemon ]]; then grep -v "^$2 " "$state" >"$state.new"; mv "$state.new" "$state"; exit 0; fi\n'
+        'if [[ $1 == --start-daemon ]]; then\n'
+        '  s=$2; shift 2; dev= id=0 max=1472\n'
+        '  while (($#)); do case $1 in --mcast-interface) dev=$2;; --syncid) id=$2;; --sync-maxlen) max=$2;; esac; shift 2; done\n'
+        '  if grep -q "^$s " "$state"; then echo "Daemon has already run" >&2; exit 255; fi\n'
+        '  echo "$s sync daemon (mcast=$dev, syncid=$id, maxlen=$max, group=224.0.0.81, port=8848, ttl=1)" >>"$state"; exit 0\n'
+        "fi\n"
+        "exit 2\n"
+    )
+    (bin_dir / "ipvsadm").chmod(0o755)
+    return bin_dir
+
+
+SYNCD = 'PATH=$BIN:$PATH; LVS_HOST=lb; LVS_DRY_RUN=${DRY:-0}; LVSGEN_STATE=$STATE; lvs_record_load; '
+
+
+@pytest.mark.parametrize(
+    "running, want, calls",
+    [
+        ("", ["master eth0 5 0"], ["--start-daemon master --mcast-interface eth0 --syncid 5"]),
+        ("master sync daemon (mcast=eth0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n", ["master eth0 5 0"], []),
+        ("master sync daemon (mcast=eth0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n", ["master eth0 5 1400"],
+         ["--stop-daemon master", "--start-daemon master --mcast-interface eth0 --syncid 5 --sync-maxlen 1400"]),
+        ("master sync daemon (mcast=eth0, syncid=50, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n", ["master eth0 5 0"],
+         ["--stop-daemon master", "--start-daemon master --mcast-interface eth0 --syncid 5"]),
+        ("master sync daemon (mcast=eth0, syncid=5)\n", ["master eth0 5 0"], []),  # an older ipvsadm's line
+        ("", ["master eth0 5 0", "backup eth1 7 0"],
+         ["--start-daemon master --mcast-interface eth0 --syncid 5", "--start-daemon backup --mcast-interface eth1 --syncid 7"]),
+    ],
+)
+def test_sync_daemons_start_only_when_not_running_as_described(tmp_path: Path, running: str, want: list[str], calls: list[str]) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_sync_ipvsadm(tmp_path, running)
+    state = tmp_path / "state"
+    run = bash(SYNCD + 'LVS_SYNC=("$@"); lvs_sync; echo "changes=$LVS_CHANGES"', *want, BIN=bin_dir, STATE=state, LVSGEN_PROC_IPVS=proc)
+    assert run.returncode == 0, run.stderr
+    log = (tmp_path / "daemons.log").read_text().splitlines()
+    assert [c for c in log if not c.startswith("-L")] == calls
+    assert run.stdout.endswith(f"changes={len(calls)}\n")
+    for w in want:
+        state_name = w.split()[0]
+        assert (f"sync\t{state_name}\n" in ((state / "record").read_text() if (state / "record").exists() else "")) == bool(calls)
+
+
+def test_a_sync_daemon_the_file_drops_is_stopped(tmp_path: Path) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_sync_ipvsadm(tmp_path)
+    state = tmp_path / "state"
+    env = {"BIN": bin_dir, "STATE": state, "LVSGEN_PROC_IPVS": proc}
+    assert bash(SYNCD + "LVS_SYNC=('master eth0 5 0' 'backup eth0 5 0'); lvs_sync", **env).returncode == 0
+    run = bash(SYNCD + "LVS_SYNC=('master eth0 5 0'); lvs_remove_stale; lvs_record_save", **env)
+    assert run.returncode == 0, run.stderr
+    assert "+ ipvsadm --stop-daemon backup" in run.stdout
+    assert (tmp_path / "daemons").read_text().startswith("master sync daemon (mcast=eth0, syncid=5,")
+    assert "backup" not in (tmp_path / "daemons").read_text() and "sync\tbackup" not in (state / "record").read_text()
+
+
+def test_a_sync_daemon_that_does_not_start_as_described_stops_the_run(tmp_path: Path) -> None:
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_sync_ipvsadm(tmp_path)
+    script = (bin_dir / "ipvsadm").read_text().replace("syncid=$id,", "syncid=0,")  # a kernel that ignores --syncid
+    (bin_dir / "ipvsadm").write_text(script)
+    run = bash(SYNCD + "LVS_SYNC=('master eth0 5 0'); lvs_step sync-daemon; lvs_sync", BIN=bin_dir, STATE=tmp_path / "s", LVSGEN_PROC_IPVS=proc)
+    assert run.returncode != 0
+    assert "error in step sync-daemon: the master sync daemon is not running as described" in run.stderr

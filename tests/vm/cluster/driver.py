@@ -648,9 +648,51 @@ def phase_features():
     return r
 
 
+def phase_sync():
+    """Connection synchronisation between two directors: connections made through the master
+    appear in the backup's connection table. Negative control: the backup's daemon restarted by
+    hand with another syncid sees none of the new ones; setup.sh restarts it as described, and
+    the next ones appear again."""
+    bare = unload_lvs_modules()
+    build_topology()
+    main = TOPO["trees"]["main"]
+    s = TOPO["sync"]
+    master = next(h for h in TOPO["hosts"] if h["name"] == s["master"])
+    backup = next(h for h in TOPO["hosts"] if h["name"] == s["backup"])
+    r = {"bare": bare, "first": run_setups(main, "setup.sh")}
+    servers = start_servers()
+
+    def daemons(host):
+        return in_host(host, ["ipvsadm", "-L", "--daemon"], check=False).stdout.strip()
+
+    def sources(host):
+        """The client endpoints of the connections to the VIP in HOST's connection table."""
+        out = in_host(host, ["ipvsadm", "-L", "-n", "-c"], check=False).stdout
+        return sorted({line.split()[3] for line in out.splitlines() if len(line.split()) >= 6 and line.split()[4] == s["vip_port"]})
+
+    def traffic(label):
+        r[label] = client(TOPO["plan"])
+        time.sleep(s["wait"])  # the master sends its sync buffer every second or two
+        return sources(master), sources(backup)
+
+    r["daemons"] = {"master": daemons(master), "backup": daemons(backup)}
+    r["master_seen"], r["backup_seen"] = traffic("answers")
+    in_host(backup, ["ipvsadm", "--stop-daemon", "backup"])
+    in_host(backup, ["ipvsadm", "--start-daemon", "backup", "--mcast-interface", backup["interface"], "--syncid", "8"])
+    r["master_seen_control"], r["backup_seen_control"] = traffic("answers_control")
+    r["heal"] = run_setups(main, "setup.sh after the backup's syncid was changed")
+    r["daemons_healed"] = {"master": daemons(master), "backup": daemons(backup)}
+    r["master_seen_healed"], r["backup_seen_healed"] = traffic("answers_healed")
+    r["second"] = run_setups(main, "setup.sh again")
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
 def main():
     phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd, "ifupdown": phase_ifupdown,
-              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features}
+              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features, "sync": phase_sync}
     for name in TOPO["phases"]:
         t0 = time.time()
         try:

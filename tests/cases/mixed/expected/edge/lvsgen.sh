@@ -615,6 +615,7 @@ lvs_remove_stale() {
   for entry in "${LVS_UNITS[@]}"; do want["link"$'\t'"$LVS_WANTS/${entry##*/}"]=1; done
   [[ -z ${LVS_NFT:-} ]] || want["nft"$'\t'"$LVS_NFT_NAME"]=1
   [[ -z ${LVS_TIMEOUTS:-} ]] || want["timeouts"$'\t'set]=1
+  for entry in "${LVS_SYNC[@]}"; do want["sync"$'\t'"${entry%% *}"]=1; done
   # The host's own addresses are never removed, even where an older lvsgen added them.
   for entry in "${LVS_HOST_ADDRESSES[@]}"; do
     read -r cidr dev <<<"$entry"
@@ -629,7 +630,7 @@ lvs_remove_stale() {
   done
   ((${#stale[@]} > 0)) || return 0
   # The forwarding policy goes after the sysctls: ip_forward is off again before it is.
-  for kind in addr route dummy sysctl timeouts nft link file; do
+  for kind in sync addr route dummy sysctl timeouts nft link file; do
     [[ $kind == route ]] && lvs_ip_flush # the addresses go first
     [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
     for key in "${stale[@]}"; do
@@ -662,6 +663,13 @@ lvs_remove_stale() {
           if [[ -r $f ]]; then
             read -r old <"$f"
             [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
+          fi
+          ;;
+        sync)
+          if [[ -r $LVSGEN_PROC_IPVS ]]; then
+            lvs_sync_read
+            lvs_sync_running "${fields[1]}"
+            [[ -z $LVS_LINE ]] || lvs_run ipvsadm --stop-daemon "${fields[1]}"
           fi
           ;;
         timeouts)
@@ -741,6 +749,58 @@ lvs_timeouts() {
   lvs_timeouts_read
   [[ $LVS_TIMEOUTS_NOW == "${new[*]}" ]] ||
     lvs_die "the IPVS timeouts are $LVS_TIMEOUTS_NOW after 'ipvsadm --set ${want[*]}', not ${new[*]}"
+}
+
+# --- connection sync daemons ------------------------------------------------------------------------------
+# LVS_SYNC: "STATE INTERFACE SYNCID MAXLEN" each (MAXLEN 0: the kernel's choice). They run in
+# the kernel until stopped or until ip_vs is unloaded, so a boot starts them again; that is
+# the network boot unit's job, once the interface is up.
+[[ -n ${LVS_SYNC+x} ]] || LVS_SYNC=() # directors set it; real servers run none
+
+lvs_sync_read() { # sets LVS_SYNC_NOW to what 'ipvsadm -L --daemon' prints
+  LVS_SYNC_NOW=$(ipvsadm -L --daemon 2>&1) || lvs_die "'ipvsadm -L --daemon' failed: $LVS_SYNC_NOW"
+}
+
+lvs_sync_running() { # STATE: sets LVS_LINE to its line ("master sync daemon (mcast=eth0, ...)"), or ''
+  local l
+  LVS_LINE=
+  while IFS= read -r l; do
+    if [[ $l == "$1 sync daemon ("* ]]; then LVS_LINE=$l; fi
+  done <<<"$LVS_SYNC_NOW"
+}
+
+lvs_sync_matches() { # LINE STATE INTERFACE SYNCID MAXLEN: does the running daemon say so?
+  local expect="$2 sync daemon (mcast=$3, syncid=$4"
+  [[ $1 == "$expect,"* || $1 == "$expect)"* ]] || return 1
+  (($5 == 0)) || [[ $1 == *" maxlen=$5,"* || $1 == *" maxlen=$5)"* ]]
+}
+
+lvs_sync() {
+  ((${#LVS_SYNC[@]} > 0)) || return 0
+  lvs_step sync-daemon
+  local entry state dev id maxlen started=0
+  local -a args
+  LVS_SYNC_NOW=
+  if [[ -r $LVSGEN_PROC_IPVS ]] || ! ((LVS_DRY_RUN)); then lvs_sync_read; fi
+  for entry in "${LVS_SYNC[@]}"; do
+    read -r state dev id maxlen <<<"$entry"
+    lvs_sync_running "$state"
+    if [[ -n $LVS_LINE ]] && lvs_sync_matches "$LVS_LINE" "$state" "$dev" "$id" "$maxlen"; then continue; fi
+    lvs_record_add sync "$state"
+    [[ -z $LVS_LINE ]] || lvs_run ipvsadm --stop-daemon "$state" # another interface or syncid
+    args=(--start-daemon "$state" --mcast-interface "$dev" --syncid "$id")
+    ((maxlen == 0)) || args+=(--sync-maxlen "$maxlen")
+    lvs_run ipvsadm "${args[@]}"
+    started=1
+  done
+  ((started && !LVS_DRY_RUN)) || return 0
+  lvs_sync_read
+  for entry in "${LVS_SYNC[@]}"; do
+    read -r state dev id maxlen <<<"$entry"
+    lvs_sync_running "$state"
+    lvs_sync_matches "$LVS_LINE" "$state" "$dev" "$id" "$maxlen" ||
+      lvs_die "the $state sync daemon is not running as described after starting it; 'ipvsadm -L --daemon' says: ${LVS_SYNC_NOW:-nothing}"
+  done
 }
 
 # --- the IPVS table ---------------------------------------------------------------------------------------
@@ -1247,7 +1307,10 @@ lvsgen_main() {
     lvs_ipvs
     lvs_devices
     lvs_addresses
-    ((LVS_BOOT == 1)) || lvs_routes
+    if ((LVS_BOOT != 1)); then
+      lvs_routes
+      lvs_sync
+    fi
   else
     lvs_files
     lvs_enable_unit
@@ -1259,6 +1322,7 @@ lvsgen_main() {
     lvs_devices
     lvs_addresses
     lvs_routes
+    lvs_sync
     lvs_remove_stale
     lvs_systemd_reload
     lvs_copy

@@ -23,6 +23,7 @@ LVS_FILES=(
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-lvs0.netdev 0644'
   'etc/systemd/network/10-lvsgen-lvs0.network 0644'
+  'etc/systemd/system/lvsgen-network.service 0644'
   'etc/systemd/system/lvsgen.service 0644'
 )
 LVS_MODULES=('dummy' 'ip_vs' 'ip_vs_lc' 'ip_vs_rr' 'ip_vs_sh' 'ip_vs_wlc' 'ip_vs_pe_sip' 'nf_tables')
@@ -57,10 +58,12 @@ LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).
 LVS_TIMEOUTS='7200 60 0'
+# Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
+LVS_SYNC=('master eth1 3 0' 'backup eth0 3 1400')
 # A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
 LVS_NFT='etc/lvsgen/forward.nft'
 # Boot units (host-folder paths): setup.sh installs and enables them.
-LVS_UNITS=('etc/systemd/system/lvsgen.service')
+LVS_UNITS=('etc/systemd/system/lvsgen.service' 'etc/systemd/system/lvsgen-network.service')
 
 # shellcheck source-path=SCRIPTDIR source=lvsgen.sh
 . "$LVS_HERE/lvsgen.sh"

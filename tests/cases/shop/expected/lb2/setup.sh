@@ -55,6 +55,8 @@ LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).
 LVS_TIMEOUTS=''
+# Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
+LVS_SYNC=()
 # A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
 LVS_NFT=''
 # Boot units (host-folder paths): setup.sh installs and enables them.
