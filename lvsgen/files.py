@@ -21,6 +21,7 @@ UNIT_NETWORK = "etc/systemd/system/lvsgen-network.service"  # once the network i
 # every sysctl.d file in the order of its name, whatever its folder, so the last one wins.
 SYSCTL = "etc/sysctl.d/99-zz-lvsgen.conf"
 MODULES = "etc/modules-load.d/lvsgen.conf"
+MODPROBE = "etc/modprobe.d/lvsgen.conf"  # module parameters: ip_vs conn_tab_bits
 NETWORKD = "etc/systemd/network"
 UNIT_PREFIX = "10-lvsgen-"
 DROPIN = "90-lvsgen.conf"

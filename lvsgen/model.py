@@ -90,6 +90,7 @@ class Host:
     # directors: ipvsadm --set tcp tcpfin udp, in seconds; 0 keeps the kernel's value
     ipvs_timeouts: tuple[int, int, int] = (0, 0, 0)
     sync_daemons: tuple[SyncDaemon, ...] = ()  # directors: ipvsadm --start-daemon
+    conn_tab_bits: int | None = None  # directors: the ip_vs module parameter
 
     @property
     def is_director(self) -> bool:
@@ -176,6 +177,7 @@ def _host(name: str, raw: dict[str, Any]) -> Host:
         owns_ipvs_table=raw.get("owns_ipvs_table", schema_default("host", "owns_ipvs_table")),
         drain_timeout=raw.get("drain_timeout", schema_default("host", "drain_timeout")),
         ipvs_timeouts=_timeouts(raw.get("ipvs_timeouts", {})),
+        conn_tab_bits=raw.get("conn_tab_bits"),
         sync_daemons=tuple(
             SyncDaemon(d["state"], d.get("interface", raw["interface"]), d.get("syncid", 0), d.get("maxlen"))
             for d in sorted(raw.get("sync_daemons", []), key=lambda d: d["state"] != "master")

@@ -50,12 +50,14 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
         if address.network.prefixlen == address.max_prefixlen:
             yield _p(base + ["address"], f"{address} has a /{address.max_prefixlen} prefix: give the prefix length of the host's network, like 192.0.2.10/24, so lvsgen can check which hosts share it")
         if host["role"] == "real-server":
-            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "ipvs_timeouts", "sync_daemons", "owns_ipvs_table", "drain_timeout"):
+            for key in ("nat_interface", "nat_address", "nat_forwarding", "ipvs_sysctls", "ipvs_timeouts", "sync_daemons", "conn_tab_bits", "owns_ipvs_table", "drain_timeout"):
                 if key in host:
                     yield _p(base + [key], f"{json.dumps(key)} applies to directors only; remove it or set \"role\": \"director\"")
         else:
             if "vip_device" in host:
                 yield _p(base + ["vip_device"], f"\"vip_device\" applies to real servers only; a director holds its IPv4 VIPs on {DUMMY_DEVICE} and its IPv6 VIPs on \"interface\"; remove it")
+            if host.get("ipvs_sysctls", {}).get("backup_only") and not any(d["state"] == "backup" for d in host.get("sync_daemons", [])):
+                yield _p(base + ["ipvs_sysctls", "backup_only"], "backup_only acts only while a backup sync daemon runs, and this director has none: add {\"state\": \"backup\"} to \"sync_daemons\", or remove backup_only")
             states: dict[str, int] = {}
             for index, daemon in enumerate(host.get("sync_daemons", [])):
                 if daemon["state"] in states:

@@ -144,6 +144,15 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
             ))
     if DUMMY_DEVICE in state.dummies:
         state.sysctls.extend(_director_arp_sysctls(host.interface))
+    state.sysctls.append(Sysctl(
+        sysctl_key("net", "ipv4", "conf", host.interface, "proxy_arp"), 0,
+        (
+            f"Director: on {host.interface} it answers ARP for its own addresses and VIPs only. With",
+            "proxy_arp it would also answer for every address it routes through another interface",
+            "(a NAT director's real servers, say) and draw their traffic to itself. The kernel ORs",
+            "conf.all into this; lvsgen leaves conf.all alone, as another interface may rely on it.",
+        ),
+    ))
     for index, (knob, value) in enumerate(host.ipvs_sysctls):
         comment: tuple[str, ...] = ()
         if index == 0:
@@ -153,8 +162,51 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
             )
             if not nat_families:
                 comment += ("No ip_forward here: DR and TUN directors do not route replies; only NAT needs it.",)
+        reason = IPVS_KNOB_REASONS.get(knob)
+        if reason:
+            comment += ("",) + reason if comment else reason
         state.sysctls.append(Sysctl(f"net.ipv4.vs.{knob}", value, comment))
     return state
+
+
+# Why a director sets an IPVS knob (Documentation/networking/ipvs-sysctl.rst), printed above it
+# in the sysctl.d drop-in. Knobs without an entry are printed bare.
+IPVS_KNOB_REASONS: dict[str, tuple[str, ...]] = {
+    "backup_only": (
+        "backup_only: 1 stops this director from directing while its backup sync daemon runs,",
+        "for a director that is also a real server of its master (DR/TUN): packets would loop.",
+    ),
+    "conn_reuse_mode": (
+        "conn_reuse_mode: what a new connection from a client port that still has an IPVS entry",
+        "gets. 0: the old real server. 1 (the kernel's default): rescheduled when that is safe",
+        "(the old one expired, or is in TIME_WAIT). 2 adds FIN_WAIT, the last state a DR director",
+        "sees, which helps a busy cluster use real servers just added.",
+    ),
+    "conntrack": (
+        "conntrack: 1 keeps netfilter connection tracking for IPVS flows, which a firewall rule on",
+        "'ct state' for them needs, at a cost per connection. 0 unless such a rule exists.",
+    ),
+    "expire_nodest_conn": (
+        "expire_nodest_conn: 1 drops a connection whose real server was removed at its next",
+        "packet, so that the client reconnects to a live one instead of hanging.",
+    ),
+    "expire_quiescent_template": (
+        "expire_quiescent_template: 1 expires the persistence templates of a real server at",
+        "weight 0, so that persistent clients move when it is drained.",
+    ),
+    "pmtu_disc": (
+        "pmtu_disc: 1 (the kernel's default) sends TUN packets with DF, and a client whose packets",
+        "do not fit the tunnel gets ICMP 'fragmentation needed'; 0 fragments the outer packet.",
+    ),
+    "sloppy_sctp": (
+        "sloppy_sctp: 1 lets the director pick up an SCTP association at any chunk, not only INIT:",
+        "a backup without a sync daemon keeps the associations it inherits at a failover.",
+    ),
+    "sloppy_tcp": (
+        "sloppy_tcp: 1 lets the director pick up a TCP connection at any packet, not only SYN:",
+        "a backup without a sync daemon keeps the connections it inherits at a failover.",
+    ),
+}
 
 
 def services_by_host(cluster: Cluster) -> ByHost:

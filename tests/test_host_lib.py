@@ -1572,3 +1572,31 @@ def test_a_sync_daemon_that_does_not_start_as_described_stops_the_run(tmp_path: 
     run = bash(SYNCD + "LVS_SYNC=('master eth0 5 0'); lvs_step sync-daemon; lvs_sync", BIN=bin_dir, STATE=tmp_path / "s", LVSGEN_PROC_IPVS=proc)
     assert run.returncode != 0
     assert "error in step sync-daemon: the master sync daemon is not running as described" in run.stderr
+
+
+# --- conn_tab_bits: read by ip_vs at load time only ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "have, loaded_now, said",
+    [
+        ("14", True, ""),
+        ("14", False, ""),
+        ("12", True, "ip_vs was loaded with conn_tab_bits=12, not 14: the kernel lowers a size the memory cannot hold"),
+        ("12", False, "ip_vs runs with conn_tab_bits=12; 14 (/etc/modprobe.d/lvsgen.conf) takes effect at the next boot"),
+        (None, False, ""),  # a dry run before ip_vs is loaded
+    ],
+)
+def test_conn_tab_bits_says_when_the_size_differs_and_changes_nothing(tmp_path: Path, have: str | None, loaded_now: bool, said: str) -> None:
+    sys_module = tmp_path / "sys module"
+    if have is not None:
+        (sys_module / "ip_vs" / "parameters").mkdir(parents=True)
+        (sys_module / "ip_vs" / "parameters" / "conn_tab_bits").write_text(have + "\n")
+    run = bash(
+        'LVS_HOST=lb LVS_DRY_RUN=0 LVS_CONN_TAB_BITS=14; lvs_conn_tab_bits "$@"; echo "changes=$LVS_CHANGES"',
+        *(["dummy", "ip_vs"] if loaded_now else []),
+        LVSGEN_SYS_MODULE=sys_module,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("changes=0\n")
+    assert (said in run.stdout) if said else run.stdout == "changes=0\n", run.stdout

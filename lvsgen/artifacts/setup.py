@@ -56,6 +56,7 @@ def files(cluster: Cluster, state: HostState, head: str, installed: list[File], 
         table_owned=int(host.owns_ipvs_table),
         drain_timeout=host.drain_timeout,
         timeouts=" ".join(map(str, host.ipvs_timeouts)) if any(host.ipvs_timeouts) else "",
+        conn_tab_bits="" if host.conn_tab_bits is None else host.conn_tab_bits,
         sync_daemons=[f"{d.state} {d.interface} {d.syncid} {d.maxlen or 0}" for d in host.sync_daemons],
         units=[u.path for u in units],
     )

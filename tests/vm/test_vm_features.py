@@ -16,6 +16,8 @@ option back (these options are not in /proc/net/ip_vs, so this also proves the e
 - localnode: the director serves its own VIP, beside a real server (rr).
 - IPVS timeouts (ipvs_timeouts): set as the file says, the one it omits left at the kernel's
   value; changed by hand, put back.
+- the director's kernel profile: conn_tab_bits from modprobe.d sizes the connection table
+  when setup.sh loads ip_vs; the knobs and proxy_arp as the sysctl.d drop-in says.
 The table the kernel saves equals the rules file line for line, and a second run changes
 nothing. Expectations come from the raw cluster file.
 """
@@ -185,3 +187,9 @@ def test_timeouts_are_set_and_put_back(features_run):
     heal = r["timeouts_heal"]["lb"]
     assert heal["rc"] == 0 and "+ ipvsadm --set 600 0 60" in heal["output"], heal
     assert r["timeouts_healed"] == r["timeouts"]
+
+
+def test_conn_tab_bits_sizes_the_table_when_setup_loads_ip_vs(features_run):
+    r = features_run["r"]
+    assert r["ipvs_header"] == "IP Virtual Server version 1.2.1 (size=16384)", r["ipvs_header"]  # 2^14
+    assert r["knobs"] == {"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.conn_reuse_mode": "2", "net.ipv4.conf.eth0.proxy_arp": "0"}

@@ -603,6 +603,10 @@ def phase_features():
     def ipvsadm(*args):
         return in_host(director, ["ipvsadm", *args], check=False)
 
+    # the kernel profile: the hash table's size, knobs
+    r["ipvs_header"] = ipvsadm("-L", "-n").stdout.splitlines()[0]
+    r["knobs"] = {k: in_host(director, ["sysctl", "-n", k]).stdout.strip()
+                  for k in ("net.ipv4.vs.sloppy_tcp", "net.ipv4.vs.conn_reuse_mode", f"net.ipv4.conf.{director['interface']}.proxy_arp")}
     # timeouts: set, then changed by hand and put back
     r["timeouts"] = ipvsadm("-L", "--timeout").stdout.strip()
     ipvsadm("--set", "900", "0", "300")

@@ -18,6 +18,7 @@ LVS_CLUSTER='mixed'
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
   'etc/lvsgen/ipvsadm.rules 0644'
+  'etc/modprobe.d/lvsgen.conf 0644'
   'etc/modules-load.d/lvsgen.conf 0644'
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/system/lvsgen-network.service 0644'
@@ -26,8 +27,11 @@ LVS_FILES=(
 LVS_MODULES=('ip_vs' 'ip_vs_mh')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
+  'net/ipv4/conf/eth0.100/proxy_arp 0'
   'net.ipv4.vs.expire_nodest_conn 1'
   'net.ipv4.vs.expire_quiescent_template 1'
+  'net.ipv4.vs.pmtu_disc 1'
+  'net.ipv4.vs.sloppy_tcp 1'
 )
 # The host's own interfaces, which must exist, and its own addresses, which must be there:
 # lvsgen checks them and never changes them (CIDR, device).
@@ -50,6 +54,8 @@ LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).
 LVS_TIMEOUTS=''
+# ip_vs's conn_tab_bits, from /etc/modprobe.d/lvsgen.conf ('' for the kernel's default).
+LVS_CONN_TAB_BITS='16'
 # Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
 LVS_SYNC=()
 # A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).

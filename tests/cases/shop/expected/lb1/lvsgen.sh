@@ -397,6 +397,24 @@ lvs_modules() {
   done
   # One modprobe for all of them; it stops at the first that cannot load and names it.
   ((${#missing[@]} == 0)) || lvs_run modprobe -a -- "${missing[@]}"
+  lvs_conn_tab_bits "${missing[@]}"
+}
+
+# lvs_conn_tab_bits MODULE...: is ip_vs running with LVS_CONN_TAB_BITS? MODULES are the ones
+# this run loaded: if ip_vs is one of them, it read /etc/modprobe.d/lvsgen.conf just now, and
+# another size is the kernel's doing (memory); if not, the size is due at the next boot.
+LVSGEN_SYS_MODULE=${LVSGEN_SYS_MODULE:-/sys/module}
+lvs_conn_tab_bits() {
+  [[ -n ${LVS_CONN_TAB_BITS:-} ]] || return 0
+  local have param=$LVSGEN_SYS_MODULE/ip_vs/parameters/conn_tab_bits
+  [[ -r $param ]] || return 0 # dry run: not loaded
+  read -r have <"$param"
+  [[ $have == "$LVS_CONN_TAB_BITS" ]] && return 0
+  if lvs_in ip_vs "$@" && ! ((LVS_DRY_RUN)); then
+    lvs_say "ip_vs was loaded with conn_tab_bits=$have, not $LVS_CONN_TAB_BITS: the kernel lowers a size the memory cannot hold"
+  else
+    lvs_say "ip_vs runs with conn_tab_bits=$have; $LVS_CONN_TAB_BITS (/etc/modprobe.d/lvsgen.conf) takes effect at the next boot, as reloading ip_vs would drop every connection"
+  fi
 }
 
 lvs_sysctl_path() { # KEY: sets LVS_PATH to its file under /proc/sys ('.' separates, unless the key uses '/')

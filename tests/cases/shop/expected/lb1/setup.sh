@@ -29,6 +29,7 @@ LVS_MODULES=('dummy' 'ip_vs' 'ip_vs_wlc' 'ip_vs_wrr')
 LVS_SYSCTLS=(
   'net.ipv4.conf.all.arp_ignore 0'
   'net.ipv4.conf.eth0.arp_ignore 0'
+  'net.ipv4.conf.eth0.proxy_arp 0'
   'net.ipv4.vs.expire_nodest_conn 1'
   'net.ipv4.vs.expire_quiescent_template 1'
 )
@@ -53,6 +54,8 @@ LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).
 LVS_TIMEOUTS=''
+# ip_vs's conn_tab_bits, from /etc/modprobe.d/lvsgen.conf ('' for the kernel's default).
+LVS_CONN_TAB_BITS=''
 # Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
 LVS_SYNC=()
 # A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
