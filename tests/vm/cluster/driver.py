@@ -652,6 +652,48 @@ def phase_features():
     return r
 
 
+def nd_answers():
+    """For each IPv6 VIP: every MAC that answers a neighbour solicitation for it, as the client
+    sees it, and the director's."""
+    cif = TOPO["client"]["interface"]
+    source = TOPO["client"]["address"].split("/")[0]
+    out = {}
+    for vip in TOPO["vips"]:
+        if ":" not in vip["address"]:
+            continue
+        macs = json.loads(nsx("client", [*PY, f"{T}/peer.py", "ns", cif, source, vip["address"]]).stdout)
+        director = next(h for h in TOPO["hosts"] if h["name"] == vip["director"])
+        out[vip["address"]] = {"macs": macs, "director_mac": mac(director["name"], director["interface"])}
+    return out
+
+
+def phase_dr6():
+    """IPv6 LVS-DR: the split, replies bypassing the director (OutPkts 0), and only the director
+    answering neighbour solicitations for the VIP. Negative control: the VIP put on a real
+    server's NIC by hand, where neighbour discovery answers for it, gives a second answer."""
+    bare = unload_lvs_modules()
+    build_topology()
+    main = TOPO["trees"]["main"]
+    r = {"bare": bare, "first": run_setups(main, "setup.sh")}
+    r["modules"] = lvs_modules_loaded()
+    servers = start_servers()
+    r["answers"] = client(TOPO["plan"])
+    r["stats"] = ipvs_stats()
+    r["saved"] = saved_tables()
+    r["nd"] = nd_answers()
+    r["macs"] = {h["name"]: mac(h["name"], h["interface"]) for h in TOPO["hosts"]}
+    control = next(h for h in TOPO["hosts"] if h["name"] == TOPO["dr6"]["control"])
+    vip = TOPO["vips"][0]["address"]
+    nsx(control["name"], ["ip", "addr", "add", f"{vip}/128", "dev", control["interface"], "nodad"])
+    r["nd_control"] = nd_answers()
+    nsx(control["name"], ["ip", "addr", "del", f"{vip}/128", "dev", control["interface"]])
+    r["second"] = run_setups(main, "setup.sh again")
+    for p in servers:
+        p.kill()
+    teardown()
+    return r
+
+
 def phase_sync():
     """Connection synchronisation between two directors: connections made through the master
     appear in the backup's connection table. Negative control: the backup's daemon restarted by
@@ -696,7 +738,7 @@ def phase_sync():
 
 def main():
     phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd, "ifupdown": phase_ifupdown,
-              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features, "sync": phase_sync}
+              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features, "sync": phase_sync, "dr6": phase_dr6}
     for name in TOPO["phases"]:
         t0 = time.time()
         try:

@@ -8,6 +8,9 @@
                                  "payload"}]; prints JSON {key: [first line of each answer, or
                                  "ERR ..."]}; a new connection (TCP, SCTP) or a new socket (UDP)
                                  for every request. "payload" (UDP): the datagram to send.
+    peer.py ns IFACE SOURCE TARGET  one IPv6 neighbour solicitation for TARGET, from SOURCE, to
+                                 TARGET's solicited-node group; prints JSON [MAC of each
+                                 neighbour advertisement for TARGET] heard within 2 s.
     peer.py ra IFACE             one IPv6 router advertisement (router lifetime 1800 s, no
                                  prefix) to all nodes on IFACE, as a router on that link sends.
 """
@@ -126,8 +129,44 @@ def router_advertisement(iface):
     print("sent")
 
 
+def neighbour_solicitation(iface, source, target):
+    """Who answers 'who has TARGET?' on IFACE: the MAC in each advertisement's target
+    link-layer address option (RFC 4861 4.3, 4.4; the kernel fills in the checksum)."""
+    index = socket.if_nametoindex(iface)
+    mac = bytes.fromhex(open("/sys/class/net/%s/address" % iface).read().strip().replace(":", ""))
+    t = socket.inet_pton(socket.AF_INET6, target)
+    group = socket.inet_ntop(socket.AF_INET6, bytes.fromhex("ff0200000000000000000001ff") + t[13:])
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+    s.bind((source, 0, 0, index))
+    ns = bytes([135, 0, 0, 0, 0, 0, 0, 0]) + t + bytes([1, 1]) + mac
+    s.sendto(ns, (group, 0, 0, index))
+    macs = []
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        s.settimeout(max(0.05, deadline - time.time()))
+        try:
+            data, _ = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        if len(data) < 24 or data[0] != 136 or data[8:24] != t:
+            continue
+        opts = data[24:]
+        while len(opts) >= 8 and opts[1]:
+            if opts[0] == 2:
+                macs.append(":".join("%02x" % b for b in opts[2:8]))
+            opts = opts[opts[1] * 8:]
+    s.close()
+    print(json.dumps(sorted(set(macs))))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "ra":
+    if sys.argv[1] == "ns":
+        neighbour_solicitation(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "ra":
         router_advertisement(sys.argv[2])
     elif sys.argv[1] == "serve":
         serve(sys.argv[2], sys.argv[3:])
