@@ -14,6 +14,8 @@ CLOUD_INIT = "cloud-init.yaml"
 MANIFEST = ".lvsgen-manifest"
 # lvsgen's own folder under /etc: /etc/ipvsadm.rules belongs to the ipvsadm package.
 RULES = "etc/lvsgen/ipvsadm.rules"
+# Connection thresholds, which 'ipvsadm -S' never prints: applied and checked apart from RULES.
+THRESHOLDS = "etc/lvsgen/ipvs.thresholds"
 FORWARD = "etc/lvsgen/forward.nft"  # a NAT director's forwarding policy (lvsgen.forward)
 UNIT = "etc/systemd/system/lvsgen.service"  # early boot: what needs no network
 UNIT_NETWORK = "etc/systemd/system/lvsgen-network.service"  # once the network is up: the rest

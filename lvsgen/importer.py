@@ -49,8 +49,8 @@ _PROTOCOL = {"-t": "tcp", "-u": "udp", "--sctp-service": "sctp"}
 _NOT_EXPRESSIBLE = "; a cluster file cannot describe it: leave this service out of the import (delete its lines) and set \"owns_ipvs_table\": false on the director, so that setup.sh leaves it alone"
 _SERVICE_UNSUPPORTED: dict[str, str] = {}
 _SERVER_UNSUPPORTED = {
-    "-x": "an upper connection threshold (-x)",
-    "-y": "a lower connection threshold (-y)",
+    "-x": "an upper connection threshold (-x) in a saved table",
+    "-y": "a lower connection threshold (-y) in a saved table",
     "--tun-port": "a tunnel port (--tun-port)",
     "--tun-nocsum": "tunnel checksum options (--tun-nocsum)",
     "--tun-csum": "tunnel checksum options (--tun-csum)",
@@ -185,6 +185,9 @@ def _options(words: tuple[str, ...], arity: dict[str, int], unsupported: dict[st
     i = 0
     while i < len(words):
         word = words[i]
+        if word in ("-x", "-y"):
+            problems.add(source, number, f"{unsupported[word]}: 'ipvsadm -S' never prints thresholds, so this line was not saved by it; delete {word} here and give the real server \"upper_threshold\"/\"lower_threshold\" in the cluster file")
+            return None
         if word in unsupported:
             problems.add(source, number, f"{unsupported[word]} is not something lvsgen offers" + _NOT_EXPRESSIBLE)
             return None

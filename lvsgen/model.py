@@ -103,6 +103,8 @@ class RealServer:
     port: int
     weight: int
     host: str | None  # None: a machine lvsgen does not manage
+    upper_threshold: int = 0  # ipvsadm -x; 0: no limit
+    lower_threshold: int = 0  # ipvsadm -y; 0: the kernel's three quarters of the upper one
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,8 @@ def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str,
             port=rs.get("port", port) if forwarding is Forwarding.NAT else port,
             weight=rs.get("weight", schema_default("real_server", "weight")),
             host=rs.get("host"),
+            upper_threshold=rs.get("upper_threshold", 0),
+            lower_threshold=rs.get("lower_threshold", 0),
         )
         for rs in raw["real_servers"]
     )

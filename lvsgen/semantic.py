@@ -179,6 +179,10 @@ def _service_problems(
                 yield _p(rpath + ["localnode"], f"\"localnode\" is only for the service's own director ({json.dumps(director_name)}); remove it")
         elif rs.get("localnode"):
             yield _p(rpath + ["localnode"], "\"localnode\" needs \"host\" naming the director; remove it")
+        if "lower_threshold" in rs and not rs.get("upper_threshold"):
+            yield _p(rpath + ["lower_threshold"], "lower_threshold needs upper_threshold: a real server becomes overloaded at the upper one and takes connections again below the lower one; add upper_threshold or remove lower_threshold")
+        elif rs.get("lower_threshold", 0) > rs.get("upper_threshold", 0):
+            yield _p(rpath + ["lower_threshold"], f"lower_threshold {rs['lower_threshold']} is above upper_threshold {rs['upper_threshold']}: the real server would never take connections again; make it smaller")
         address = real_server_address(rs, hosts)
         if "address" in rs and director is not None and address in {ip_interface(director["address"]).ip}:
             yield _p(rpath + ["address"], f"{address} is the director's own address; write {{\"host\": {json.dumps(director_name)}, \"localnode\": true}} to serve from the director")

@@ -1600,3 +1600,70 @@ def test_conn_tab_bits_says_when_the_size_differs_and_changes_nothing(tmp_path: 
     assert run.returncode == 0, run.stderr
     assert run.stdout.endswith("changes=0\n")
     assert (said in run.stdout) if said else run.stdout == "changes=0\n", run.stdout
+
+
+# --- connection thresholds: the listing against the thresholds file -------------------------------------------
+
+LISTING = """\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn
+  -> RemoteAddress:Port
+TCP  192.0.2.1:80 rr
+  -> 192.0.2.11:80                100        50         0          0
+  -> 192.0.2.12:80                0          0          3          1
+UDP  [2001:db8::1]:53 mh (mh-port) persistent 30 mask 64 ops
+  -> [2001:db8::11]:53            0          0          0          0
+TCP  192.0.2.9:80 rr
+  -> 192.0.2.99:80                7          0          0          0
+"""
+T_RULES = """\
+-A -t 192.0.2.1:80 -s rr
+-a -t 192.0.2.1:80 -r 192.0.2.11:80 -g -w 1
+-a -t 192.0.2.1:80 -r 192.0.2.12:80 -i -w 3 --tun-type ipip
+-A -u [2001:db8::1]:53 -s mh -p 30 -M 64 -o -b mh-port
+-a -u [2001:db8::1]:53 -r [2001:db8::11]:53 -g -w 1
+"""
+
+
+@pytest.mark.parametrize(
+    "thresholds, fixes",
+    [
+        ("-t 192.0.2.1:80 -r 192.0.2.11:80 -x 100 -y 50\n", []),
+        ("-t 192.0.2.1:80 -r 192.0.2.11:80 -x 100 -y 0\n", ["-e -t 192.0.2.1:80 -r 192.0.2.11:80 -g -w 1 -x 100 -y 0"]),
+        # one the file no longer names goes back to 0 0; its attributes come from the rules file
+        ("", ["-e -t 192.0.2.1:80 -r 192.0.2.11:80 -g -w 1 -x 0 -y 0"]),
+        (
+            "-t 192.0.2.1:80 -r 192.0.2.11:80 -x 100 -y 50\n-t 192.0.2.1:80 -r 192.0.2.12:80 -x 2 -y 1\n"
+            "-u [2001:db8::1]:53 -r [2001:db8::11]:53 -x 9 -y 0\n",
+            ["-e -t 192.0.2.1:80 -r 192.0.2.12:80 -i -w 3 --tun-type ipip -x 2 -y 1",
+             "-e -u [2001:db8::1]:53 -r [2001:db8::11]:53 -g -w 1 -x 9 -y 0"],
+        ),
+    ],
+)
+def test_thresholds_plan_names_each_real_server_to_put_right(tmp_path: Path, thresholds: str, fixes: list[str]) -> None:
+    """A service the rules file does not describe (192.0.2.9:80, someone else's) is left alone."""
+    (tmp_path / "rules").write_text(T_RULES)
+    (tmp_path / "thresholds").write_text(thresholds)
+    (tmp_path / "listing").write_text(LISTING)
+    run = bash('lvs_thresholds_plan "$1" "$2" "$3"', tmp_path / "rules", tmp_path / "thresholds", tmp_path / "listing")
+    assert run.returncode == 0, run.stderr
+    assert lines(run.stdout) == fixes
+
+
+def test_thresholds_golden_files_match_their_rules(tmp_path: Path) -> None:
+    """Every real server a golden thresholds file names is in its rules file (else setup.sh
+    would never apply it)."""
+    found = 0
+    for thresholds in CASES.glob("*/expected/*/etc/lvsgen/ipvs.thresholds"):
+        rules = thresholds.parent / "ipvsadm.rules"
+        listing = "".join(
+            f"{'TCP' if x.split()[1] == '-t' else 'UDP' if x.split()[1] == '-u' else 'SCTP'}  {x.split()[2]} rr\n"
+            if x.startswith("-A ") else f"  -> {x.split()[4]} 0 0 0 0\n"
+            for x in rules.read_text().splitlines()
+        )
+        (tmp_path / "listing").write_text(listing)
+        run = bash('lvs_thresholds_plan "$1" "$2" "$3"', rules, thresholds, tmp_path / "listing")
+        assert run.returncode == 0, run.stderr
+        assert len(lines(run.stdout)) == len(lines(thresholds.read_text())), (thresholds, run.stdout)
+        found += 1
+    assert found, "no golden case has thresholds"

@@ -1,11 +1,12 @@
 """A director's rules file (etc/lvsgen/ipvsadm.rules): the IPVS table as ``ipvsadm -S -n``
-(``ipvsadm-save -n``) prints it.
+(``ipvsadm-save -n``) prints it; and its thresholds file (etc/lvsgen/ipvs.thresholds).
 
 lvsgen writes the rules file in exactly that form, so that a saved live table and the file
 compare byte for byte: that is how setup.sh knows a reload is not needed. Options are printed
-in ipvsadm's own order: -s, -p, -M, --pe, -o, -b (flags in the kernel's bit order). ``ipvsadm -S`` never
-prints thresholds (-x/-y), so lvsgen does not offer them: a table with thresholds could never
-match its file. The order of the lines is ipvsadm's own, from lvsgen.order.
+in ipvsadm's own order: -s, -p, -M, --pe, -o, -b (flags in the kernel's bit order). The order
+of the lines is ipvsadm's own, from lvsgen.order. ``ipvsadm -S`` never prints thresholds
+(-x/-y), so they go to a file of their own, which setup.sh checks against
+``ipvsadm -L -n --thresholds``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ipaddress
 from typing import Sequence
 
 from lvsgen.addresses import text
-from lvsgen.files import RULES, File
+from lvsgen.files import RULES, THRESHOLDS, File
 from lvsgen.model import Forwarding, IPAddress, RealServer, Service
 from lvsgen.order import sort_services
 from lvsgen.state import HostState
@@ -67,8 +68,28 @@ def rules(services: Sequence[Service]) -> list[str]:
     return out
 
 
+def threshold_lines(services: Sequence[Service]) -> list[str]:
+    """'SERVICE -r SERVER -x UPPER -y LOWER' for each real server with a threshold, in the
+    rules file's order. ``ipvsadm -S`` never prints thresholds, so they cannot be in the rules
+    file (it would never match the table); setup.sh applies and checks these apart."""
+    out: list[str] = []
+    for svc in sort_services(services):
+        for rs in svc.real_servers:
+            if rs.upper_threshold or rs.lower_threshold:
+                out.append(
+                    f"{svc.protocol.flag} {addr_port(svc.address, svc.port)} -r {addr_port(rs.address, rs.port)}"
+                    f" -x {rs.upper_threshold} -y {rs.lower_threshold}"
+                )
+    return out
+
+
 def files(state: HostState) -> list[File]:
-    """A director's rules file (etc/lvsgen/ipvsadm.rules); a real server has none."""
+    """A director's rules file (etc/lvsgen/ipvsadm.rules) and, when a real server has a
+    connection threshold, its thresholds file; a real server has neither."""
     if not state.host.is_director:
         return []
-    return [File(RULES, "".join(f"{line}\n" for line in rules(state.services)))]
+    out = [File(RULES, "".join(f"{line}\n" for line in rules(state.services)))]
+    thresholds = threshold_lines(state.services)
+    if thresholds:
+        out.append(File(THRESHOLDS, "".join(f"{line}\n" for line in thresholds)))
+    return out

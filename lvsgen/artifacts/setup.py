@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from lvsgen.files import FORWARD, HOST_COPY, LIBRARY, MODE_SCRIPT, RULES, SETUP, UNIT, UNIT_NETWORK, File
+from lvsgen.files import FORWARD, HOST_COPY, LIBRARY, MODE_SCRIPT, RULES, SETUP, THRESHOLDS, UNIT, UNIT_NETWORK, File
 from lvsgen.model import Cluster
 from lvsgen.render import render
 from lvsgen.resources import templates_dir
@@ -52,6 +52,7 @@ def files(cluster: Cluster, state: HostState, head: str, installed: list[File], 
         routes=[f"{r.family} {r.via} {r.device}" for r in state.routes],
         director=host.is_director,
         rules=RULES,
+        thresholds=THRESHOLDS if any(f.path == THRESHOLDS for f in installed) else "",
         forward=FORWARD if state.forward is not None else "",
         table_owned=int(host.owns_ipvs_table),
         drain_timeout=host.drain_timeout,

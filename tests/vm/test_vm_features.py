@@ -16,6 +16,10 @@ option back (these options are not in /proc/net/ip_vs, so this also proves the e
 - localnode: the director serves its own VIP, beside a real server (rr).
 - IPVS timeouts (ipvs_timeouts): set as the file says, the one it omits left at the kernel's
   value; changed by hand, put back.
+- connection thresholds: rs1 with upper_threshold 1 serves at most one of six requests (a
+  connection counts until it expires, inactive ones too); with the threshold taken off by
+  hand, rr alternates again; setup.sh puts it back (ipvsadm -S never shows thresholds: the
+  engine reads ipvsadm -L -n --thresholds).
 - the director's kernel profile: conn_tab_bits from modprobe.d sizes the connection table
   when setup.sh loads ip_vs; the knobs and proxy_arp as the sysctl.d drop-in says.
 The table the kernel saves equals the rules file line for line, and a second run changes
@@ -73,6 +77,7 @@ def topology(cluster: Cluster) -> dict:
     sip = service(cluster, "udp", "192.0.2.120", 5060)
     sctp = service(cluster, "sctp", "192.0.2.120", 3868)
     local = service(cluster, "tcp", "192.0.2.121", 80)
+    limited = service(cluster, "tcp", "192.0.2.122", 80)
 
     def item(svc: dict, n: int, key: str | None = None, payload: str | None = None) -> dict:
         out = {"key": key or svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n}
@@ -92,6 +97,8 @@ def topology(cluster: Cluster) -> dict:
             "ops": {"vip_port": f"{ops['vip']}:{ops['port']}", "item": item(ops, 4)},
             "sh": {"vip_port": f"{sh['vip']}:{sh['port']}", "item": item(sh, 3),
                    "servers": {name: f"{own[name]}:{sh['port']}" for name in sh["weights"]}},
+            "thresholds": {"vip_port": f"{limited['vip']}:{limited['port']}", "item": item(limited, 6),
+                           "limited": f"{own['rs1']}:{limited['port']}"},
             "sip": {"vip_port": f"{sip['vip']}:{sip['port']}", "items": sip_items("a", "b"),
                     "items_off": sip_items("c", "d"), "items_healed": sip_items("e", "f")},
         },
@@ -193,3 +200,15 @@ def test_conn_tab_bits_sizes_the_table_when_setup_loads_ip_vs(features_run):
     r = features_run["r"]
     assert r["ipvs_header"] == "IP Virtual Server version 1.2.1 (size=16384)", r["ipvs_header"]  # 2^14
     assert r["knobs"] == {"net.ipv4.vs.sloppy_tcp": "1", "net.ipv4.vs.conn_reuse_mode": "2", "net.ipv4.conf.eth0.proxy_arp": "0"}
+
+
+def test_a_real_server_at_its_upper_threshold_gets_no_new_connections(features_run):
+    r = features_run["r"]
+    key = "tcp 192.0.2.122:80"
+    assert "  -> 192.0.2.11:80                1          0" in r["th_listing"], r["th_listing"]
+    for got in (r["th_first"][key], r["th_healed"][key]):
+        assert len(got) == 6 and got.count("rs1") <= 1 and got.count("rs2") >= 5, got
+    off = r["th_off"][key]
+    assert off.count("rs1") >= 2 and off.count("rs2") >= 2, off  # negative control: rr alternates
+    heal = r["th_heal"]["lb"]
+    assert heal["rc"] == 0 and "+ ipvsadm -e -t 192.0.2.122:80 -r 192.0.2.11:80 -g -w 1 -x 1 -y 0" in heal["output"], heal

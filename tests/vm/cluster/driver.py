@@ -586,7 +586,7 @@ def phase_features():
     the connection is refused), one-packet scheduling (no connection entries; without -o,
     entries), the SIP persistence engine (one real server per Call-ID, two Call-IDs on two
     real servers; without the engine, both on one), SCTP, and localnode (the director serves
-    its own VIP), and the IPVS timeouts."""
+    its own VIP), connection thresholds, and the IPVS timeouts."""
     bare = unload_lvs_modules()
     run(["modprobe", "sctp"])  # the SCTP peers' own module, as veth is the test bed's
     build_topology()
@@ -637,6 +637,14 @@ def phase_features():
     r["sh_no_fallback"] = client([sh["item"]])
     r["sh_heal"] = run_setups(main, "setup.sh after the flag was taken off")
     r["sh_healed"] = client([sh["item"]])
+    # connection thresholds: rs1 takes one connection (active or inactive) at a time
+    th = f["thresholds"]
+    r["th_listing"] = ipvsadm("-L", "-n", "--thresholds").stdout
+    r["th_first"] = client([th["item"]])
+    ipvsadm("-e", "-t", th["vip_port"], "-r", th["limited"], "-g", "-w", "1", "-x", "0", "-y", "0")
+    r["th_off"] = client([th["item"]])
+    r["th_heal"] = run_setups(main, "setup.sh after the threshold was taken off")
+    r["th_healed"] = client([th["item"]])
     # the SIP persistence engine
     sip = f["sip"]
     r["sip"] = client(sip["items"])

@@ -18,6 +18,7 @@ LVS_CLUSTER='mixed'
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
   'etc/lvsgen/forward.nft 0644'
+  'etc/lvsgen/ipvs.thresholds 0644'
   'etc/lvsgen/ipvsadm.rules 0644'
   'etc/modules-load.d/lvsgen.conf 0644'
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
@@ -55,6 +56,8 @@ LVS_ADDRESSES=(
 LVS_ROUTES=()
 # The IPVS table, and how it is changed.
 LVS_RULES='etc/lvsgen/ipvsadm.rules'
+# Connection thresholds ('ipvsadm -S' does not print them), applied and checked apart ('' for none).
+LVS_THRESHOLDS='etc/lvsgen/ipvs.thresholds'
 LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).

@@ -50,6 +50,8 @@ LVS_ADDRESSES=(
 LVS_ROUTES=()
 # The IPVS table, and how it is changed.
 LVS_RULES='etc/lvsgen/ipvsadm.rules'
+# Connection thresholds ('ipvsadm -S' does not print them), applied and checked apart ('' for none).
+LVS_THRESHOLDS=''
 LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).
