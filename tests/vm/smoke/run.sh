@@ -155,8 +155,8 @@ mkdir -p "$OUT/order"
 for f in /test/order/*.rules; do
   [[ -e $f ]] || continue
   name=${f##*/}
-  # shellcheck disable=SC2046 # one word per scheduler
-  modprobe -a ip_vs $(sed -n 's/^-A .* -s \([a-z]*\).*/ip_vs_\1/p' "$f" | sort -u)
+  # shellcheck disable=SC2046 # one word per scheduler and persistence engine
+  modprobe -a ip_vs $({ sed -n 's/^-A .* -s \([a-z]*\).*/ip_vs_\1/p' "$f"; sed -n 's/^-A .* --pe \([a-z]*\).*/ip_vs_pe_\1/p' "$f"; } | sort -u)
   ipvs -C
   { grep '^-A ' "$f" | tac; grep '^-a ' "$f" | tac; } > "$OUT/order/${name%.rules}.scrambled"
   vm_nsx director ipvsadm-restore < "$OUT/order/${name%.rules}.scrambled" > "$OUT/order/${name%.rules}.restore" 2>&1
