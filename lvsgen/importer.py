@@ -51,10 +51,6 @@ _SERVICE_UNSUPPORTED: dict[str, str] = {}
 _SERVER_UNSUPPORTED = {
     "-x": "an upper connection threshold (-x) in a saved table",
     "-y": "a lower connection threshold (-y) in a saved table",
-    "--tun-port": "a tunnel port (--tun-port)",
-    "--tun-nocsum": "tunnel checksum options (--tun-nocsum)",
-    "--tun-csum": "tunnel checksum options (--tun-csum)",
-    "--tun-remcsum": "tunnel checksum options (--tun-remcsum)",
 }
 # A problem the checks report at a JSON path below a real server or service: the option of
 # the line that gave that field.
@@ -68,6 +64,7 @@ _FIELD_OPTION = {
     "engine": "--pe",
     "scheduler_flags": "-b",
     "one_packet": "-o",
+    "tunnel": "--tun-type",
     "protocol": "protocol",
     "forwarding": "forwarding",
 }
@@ -271,6 +268,7 @@ def _service(svc: saved.Service, director: Director, source: str, problems: _Pro
         return None
     servers: list[dict[str, Any]] = []
     forwarding: tuple[str, int] | None = None  # (flag, line) of the first real server
+    tunnel: dict[str, Any] = {}
     ok = True
     own = director.ip()
     for line in svc.servers:
@@ -278,42 +276,69 @@ def _service(svc: saved.Service, director: Director, source: str, problems: _Pro
         if rs is None:
             ok = False
             continue
-        entry, flag_used = rs
+        entry, flag_used, tunnel_used = rs
         if forwarding is None:
             forwarding = (flag_used, line.number)
+            tunnel = tunnel_used
         elif flag_used != forwarding[0]:
             problems.add(source, line.number, f"forwarding {flag_used} differs from {forwarding[0]} of the service's first real server (line {forwarding[1]}): a cluster file gives a service one forwarding method")
+            ok = False
+            continue
+        elif tunnel_used != tunnel:
+            problems.add(source, line.number, f"the tunnel ({_tunnel_words(tunnel_used)}) differs from the service's first real server's ({_tunnel_words(tunnel)}, line {forwarding[1]}): a cluster file gives a service one tunnel")
             ok = False
             continue
         servers.append(entry)
     if not ok or forwarding is None:
         return None
     out["forwarding"] = _FORWARDING[forwarding[0]]
+    if tunnel and tunnel != {"type": "ipip"}:
+        out["tunnel"] = tunnel
     if persistence is not None:
         out["persistence"] = persistence
     out["real_servers"] = servers
     return out
 
 
+def _tunnel_words(tunnel: dict[str, Any]) -> str:
+    words = [f"--tun-type {tunnel.get('type', 'ipip')}"]
+    if "port" in tunnel:
+        words.append(f"--tun-port {tunnel['port']}")
+    if "checksum" in tunnel:
+        words.append(f"--tun-{tunnel['checksum']}")
+    return " ".join(words)
+
+
 def _server(
     line: saved.Line, service: str, vip: IPAddress, vip_port: int, own: IPAddress | None, director: str, source: str, problems: _Problems
-) -> tuple[dict[str, Any], str] | None:
+) -> tuple[dict[str, Any], str, dict[str, Any]] | None:
     cmd = line.command
     number = line.number
     assert cmd.server is not None
     address, port = saved.parse_address_port(cmd.server)
-    words = cmd.options
-    tun = next((words[i + 1] for i in range(len(words) - 1) if words[i] == "--tun-type"), "ipip")
-    if tun != "ipip":
-        problems.add(source, number, f"tunnel type {tun} is not something lvsgen offers (it makes ipip tunnels only)" + _NOT_EXPRESSIBLE)
-        return None
-    opts = _options(cmd.options, {"-g": 0, "-m": 0, "-i": 0, "-w": 1, "--tun-type": 1}, _SERVER_UNSUPPORTED, source, number, problems)
+    arity = {"-g": 0, "-m": 0, "-i": 0, "-w": 1, "--tun-type": 1, "--tun-port": 1, "--tun-nocsum": 0, "--tun-csum": 0, "--tun-remcsum": 0}
+    opts = _options(cmd.options, arity, _SERVER_UNSUPPORTED, source, number, problems)
     if opts is None:
         return None
     flag = next(f for f in _FORWARDING if f in opts)  # saved.read made sure there is one
-    if "--tun-type" in opts and flag != "-i":
-        problems.add(source, number, f"--tun-type on a {flag} real server: only -i (tun) real servers have a tunnel type")
+    tun_options = [o for o in arity if o.startswith("--tun") and o in opts]
+    if tun_options and flag != "-i":
+        problems.add(source, number, f"{tun_options[0]} on a {flag} real server: only -i (tun) real servers have a tunnel")
         return None
+    checksums = [o for o in ("--tun-nocsum", "--tun-csum", "--tun-remcsum") if o in opts]
+    if len(checksums) > 1:
+        problems.add(source, number, f"{' and '.join(checksums)}: a tunnel has one checksum option")
+        return None
+    tunnel: dict[str, Any] = {}
+    if flag == "-i":
+        tunnel["type"] = opts.get("--tun-type", "ipip")
+        if "--tun-port" in opts:
+            if not opts["--tun-port"].isdigit():
+                problems.add(source, number, f"--tun-port {opts['--tun-port']} is not a port number")
+                return None
+            tunnel["port"] = int(opts["--tun-port"])
+        if checksums and checksums[0] != "--tun-nocsum":
+            tunnel["checksum"] = checksums[0][len("--tun-"):]
     if flag != "-m" and port != vip_port:
         problems.add(source, number, f"real server port {port} differs from the service port {vip_port}: under {flag} the kernel uses the service port (ipvsadm -S prints it); only -m (nat) remaps ports")
         return None
@@ -323,7 +348,7 @@ def _server(
         entry["port"] = port
     if weight != model.schema_default("real_server", "weight"):
         entry["weight"] = weight
-    return entry, flag
+    return entry, flag, tunnel
 
 
 # --- the document ------------------------------------------------------------------------------

@@ -115,6 +115,15 @@ class Persistence:
 
 
 @dataclass(frozen=True)
+class Tunnel:
+    """How a tun service encapsulates (ipvsadm --tun-type)."""
+
+    kind: str  # "ipip", "gue", "gre"
+    port: int | None  # gue: the real servers' GUE port
+    checksum: str  # "none", "csum", "remcsum"
+
+
+@dataclass(frozen=True)
 class Service:
     vip: str  # the VIP's name
     address: IPAddress
@@ -127,6 +136,7 @@ class Service:
     # ipvsadm -b, in the kernel's bit order (fallback, then port), as ipvsadm -S prints them
     scheduler_flags: tuple[str, ...] = ()
     one_packet: bool = False  # ipvsadm -o
+    tunnel: Tunnel | None = None  # tun services only
 
 
 @dataclass(frozen=True)
@@ -245,7 +255,12 @@ def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str,
         real_servers=sort_dests(real_servers),
         scheduler_flags=tuple(sorted(raw.get("scheduler_flags", []), key=_FLAG_BITS.index)),
         one_packet=raw.get("one_packet", False),
+        tunnel=_tunnel(raw.get("tunnel", {})) if forwarding is Forwarding.TUN else None,
     )
+
+
+def _tunnel(raw: dict[str, Any]) -> Tunnel:
+    return Tunnel(raw.get("type", "ipip"), raw.get("port"), raw.get("checksum", "none"))
 
 
 def build(document: dict[str, Any], source: str) -> Cluster:

@@ -15,6 +15,7 @@ from lvsgen.schema import json_path
 
 DUMMY_DEVICE = "lvs0"  # the dummy device that holds VIPs on DR real servers
 TUNNEL_DEVICE = "tunl0"  # the kernel's IPIP fallback device: TUN real servers decapsulate on it
+GRE_DEVICE = "gre0"  # the kernel's GRE fallback device: real servers of gre tunnels decapsulate on it
 
 
 def check(document: dict[str, Any]) -> None:
@@ -85,7 +86,7 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
                     yield _p(opath + ["gateway"], f"{gateway} is not in the host's network {address.network}; give a gateway on that network")
                 elif gateway == address.ip:
                     yield _p(opath + ["gateway"], f"{gateway} is the host's own address; give its router's address")
-        if host["interface"] in (DUMMY_DEVICE, TUNNEL_DEVICE, "lo"):
+        if host["interface"] in (DUMMY_DEVICE, TUNNEL_DEVICE, GRE_DEVICE, "lo"):
             yield _p(base + ["interface"], f"{json.dumps(host['interface'])} cannot face the VIP network: lvsgen uses it to hold VIPs; name the host's network interface, like eth0")
 
 
@@ -161,6 +162,21 @@ def _service_problems(
         yield _p(spath + ["one_packet"], f"one-packet scheduling is for UDP services only (the kernel refuses it for {protocol}); remove \"one_packet\" or use \"protocol\": \"udp\"")
     if persistence and "engine" in persistence and protocol != "udp":
         yield _p(spath + ["persistence", "engine"], f"the {persistence['engine']} persistence engine reads SIP messages over UDP and ignores {protocol} packets; remove \"engine\" or use \"protocol\": \"udp\"")
+    tunnel = svc.get("tunnel")
+    if tunnel is not None:
+        kind = tunnel.get("type", "ipip")
+        if forwarding != "tun":
+            yield _p(spath + ["tunnel"], f"\"tunnel\" is for tun services, and this one is {forwarding}; remove it or use \"forwarding\": \"tun\"")
+        elif kind == "gue" and "port" not in tunnel:
+            yield _p(spath + ["tunnel"], "a gue tunnel needs \"port\": the UDP port the real servers receive GUE on, like 6080")
+        elif kind != "gue" and "port" in tunnel:
+            yield _p(spath + ["tunnel", "port"], f"\"port\" is for gue tunnels; {'an' if kind == 'ipip' else 'a'} {kind} tunnel has no port: remove it")
+        if kind == "ipip" and tunnel.get("checksum", "none") != "none":
+            yield _p(spath + ["tunnel", "checksum"], "ipip has no checksum option; remove \"checksum\", or use gue or gre")
+        elif kind == "gre" and tunnel.get("checksum", "none") != "none":
+            # Seen in the VM: ip_tunnel_rcv drops a packet whose checksum flag differs from the
+            # tunnel's, and the fallback device gre0 has none (rx crc errors).
+            yield _p(spath + ["tunnel", "checksum"], "the real servers decapsulate GRE on the kernel's fallback device gre0, which drops GRE packets that carry a checksum (as CRC errors); use \"checksum\": \"none\" with gre, or gue for a checksummed tunnel")
     if forwarding == "tun" and vip_address.version == 6:
         yield _p(spath + ["forwarding"], "tun is supported for IPv4 VIPs only (lvsgen configures IPIP on tunl0); use dr, or an IPv4 VIP")
     seen: dict[tuple[Any, int], int] = {}

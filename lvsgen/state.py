@@ -12,7 +12,7 @@ from lvsgen.forward import TABLE as NFT_TABLE
 from lvsgen.forward import ForwardPolicy, forward_policy
 from lvsgen.addresses import text
 from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, Vip, VipDevice
-from lvsgen.semantic import DUMMY_DEVICE, TUNNEL_DEVICE
+from lvsgen.semantic import DUMMY_DEVICE, GRE_DEVICE, TUNNEL_DEVICE
 
 ByHost = dict[str, list[tuple[Vip, Service]]]
 
@@ -58,6 +58,7 @@ class HostState:
     sysctls: list[Sysctl] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     forward: ForwardPolicy | None = None  # NAT directors: what forwarding may carry
+    fou_ports: list[int] = field(default_factory=list)  # real servers of gue tunnels: GUE receive ports
 
 
 def host_cidr(address: IPAddress) -> str:
@@ -234,9 +235,20 @@ def _real_server_state(cluster: Cluster, host: Host, services: list[tuple[Vip, S
             _add_unique(state.addresses, [Address(host_cidr(svc.address), vip_device, svc.address.version == 6)])
             hidden_v4 = hidden_v4 or svc.address.version == 4
         elif svc.forwarding is Forwarding.TUN:
-            _add_unique(state.modules, ["ipip"])
-            _add_unique(state.up_devices, [TUNNEL_DEVICE])
-            _add_unique(state.addresses, [Address(host_cidr(svc.address), TUNNEL_DEVICE, False)])
+            tunnel = svc.tunnel
+            assert tunnel is not None
+            if tunnel.kind == "gre":
+                device = GRE_DEVICE
+                _add_unique(state.modules, ["ip_gre"])  # gre0 comes with it
+            else:
+                device = TUNNEL_DEVICE
+                _add_unique(state.modules, ["ipip"])  # tunl0 comes with it
+                if tunnel.kind == "gue":
+                    # GUE packets to this UDP port are opened and their IPIP payload handed to tunl0.
+                    _add_unique(state.modules, ["fou"])
+                    _add_unique(state.fou_ports, [tunnel.port])
+            _add_unique(state.up_devices, [device])
+            _add_unique(state.addresses, [Address(host_cidr(svc.address), device, False)])
             hidden_v4 = True
         else:
             director = cluster.host(vip.director)
@@ -245,8 +257,9 @@ def _real_server_state(cluster: Cluster, host: Host, services: list[tuple[Vip, S
             _add_unique(state.routes, [route])
     if hidden_v4:
         state.sysctls.extend(_arp_sysctls(host.interface))
-    if TUNNEL_DEVICE in state.up_devices:
-        state.sysctls.extend(_tunnel_sysctls())
+    for device in (TUNNEL_DEVICE, GRE_DEVICE):
+        if device in state.up_devices:
+            state.sysctls.extend(_tunnel_sysctls(device))
     return state
 
 
@@ -287,14 +300,14 @@ def _director_arp_sysctls(interface: str) -> list[Sysctl]:
     ]
 
 
-def _tunnel_sysctls() -> list[Sysctl]:
+def _tunnel_sysctls(device: str) -> list[Sysctl]:
     why = (
-        "TUN: requests arrive decapsulated on tunl0 while the route back to the client is the",
+        f"TUN: requests arrive decapsulated on {device} while the route back to the client is the",
         "NIC, so strict reverse-path filtering (1) drops them all. The kernel uses the larger of",
-        "conf.all and conf.tunl0, so loose (2) on tunl0 alone is enough whatever 'all' says;",
+        f"conf.all and conf.{device}, so loose (2) on {device} alone is enough whatever 'all' says;",
         "conf.all is left alone, so every other interface keeps the host's anti-spoofing.",
     )
-    return [Sysctl(sysctl_key("net", "ipv4", "conf", TUNNEL_DEVICE, "rp_filter"), 2, why)]
+    return [Sysctl(sysctl_key("net", "ipv4", "conf", device, "rp_filter"), 2, why)]
 
 
 def host_state(cluster: Cluster, host: Host, by_host: ByHost | None = None) -> HostState:
@@ -309,6 +322,6 @@ def needs_network(state: HostState) -> bool:
     """Whether the host has state on its NIC (a director's IPv6 VIP, a NAT real server's route,
     an owned NIC's address, a sync daemon), which only the lvsgen-network unit can restore at boot on a host
     whose network manager is not networkd: the early unit runs before the NIC is configured."""
-    early = set(state.dummies) | {"lo", TUNNEL_DEVICE}
+    early = set(state.dummies) | {"lo", TUNNEL_DEVICE, GRE_DEVICE}
     # A sync daemon sends or receives multicast on the NIC: it starts once the NIC is up.
     return bool(state.routes) or bool(state.host.sync_daemons) or any(a.device not in early for a in state.addresses)

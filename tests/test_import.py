@@ -267,7 +267,13 @@ HOSTILE = [
     ("flag-of-another-scheduler", S.replace("rr", "rr -b sh-port") + R, "lb1.rules:1: -b: \"sh-port\" is a flag of the sh scheduler, and this service uses \"rr\": remove the flag, or set \"scheduler\": \"sh\""),
     ("long-option", S.replace("rr", "rr --ops") + R, "lb1.rules:1: unknown option \"--ops\": lvsgen imports the options 'ipvsadm -S -n' prints for what a cluster file can describe (--pe, -M, -b, -o, -p, -s)"),
     ("threshold", S + R.replace("-w 1", "-w 1 -x 100"), "lb1.rules:2: an upper connection threshold (-x) in a saved table: 'ipvsadm -S' never prints thresholds, so this line was not saved by it; delete -x here and give the real server \"upper_threshold\"/\"lower_threshold\" in the cluster file"),
-    ("tunnel-type", S + "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -i -w 1 --tun-type gue --tun-port 6080\n", "lb1.rules:2: tunnel type gue is not something lvsgen offers (it makes ipip tunnels only)" + LEAVE_OUT),
+    (
+        "two-tunnels",
+        S + "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum\n"
+        "-a -t 192.0.2.100:80 -r 192.0.2.12:80 -i -w 1 --tun-type ipip\n",
+        "lb1.rules:3: the tunnel (--tun-type ipip) differs from the service's first real server's (--tun-type gue --tun-port 6080, line 2): a cluster file gives a service one tunnel",
+    ),
+    ("tunnel-on-dr", S + R.replace("-g -w 1", "-g -w 1 --tun-type gre"), "lb1.rules:2: --tun-type on a -g real server: only -i (tun) real servers have a tunnel"),
     ("mixed-forwarding", S + R + "-a -t 192.0.2.100:80 -r 192.0.2.12:80 -m -w 1\n", "lb1.rules:3: forwarding -m differs from -g of the service's first real server (line 2): a cluster file gives a service one forwarding method"),
     ("dr-port-remap", S + "-a -t 192.0.2.100:80 -r 192.0.2.11:8080 -g -w 1\n", "lb1.rules:2: real server port 8080 differs from the service port 80: under -g the kernel uses the service port (ipvsadm -S prints it); only -m (nat) remaps ports"),
     (

@@ -277,6 +277,14 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
                 service["scheduler_flags"] = draw(st.lists(st.sampled_from(flags), unique=True, min_size=1))
             if protocol == "udp" and draw(st.integers(0, 2)) == 0:
                 service["one_packet"] = True
+            if forwarding == "tun" and draw(st.booleans()):
+                kind = draw(st.sampled_from(["ipip", "gue", "gre"]))
+                tunnel: dict[str, Any] = {"type": kind}
+                if kind == "gue":
+                    tunnel["port"] = draw(st.integers(1, 65535))
+                if kind != "ipip" and draw(st.booleans()):
+                    tunnel["checksum"] = draw(st.sampled_from(["none", "csum", "remcsum"] if kind == "gue" else ["none"]))
+                service["tunnel"] = tunnel
             if draw(st.integers(0, 2)) == 0:
                 persistence: dict[str, Any] = {"timeout": draw(st.integers(1, 2678400))}
                 if draw(st.booleans()):

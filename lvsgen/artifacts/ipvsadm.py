@@ -54,8 +54,13 @@ def dest_line(svc: Service, rs: RealServer) -> str:
         f"-a {svc.protocol.flag} {addr_port(svc.address, svc.port)}"
         f" -r {addr_port(rs.address, rs.port)} {svc.forwarding.flag} -w {rs.weight}"
     )
-    if svc.forwarding is Forwarding.TUN:
-        line += " --tun-type ipip"
+    tunnel = svc.tunnel
+    if tunnel is not None:
+        line += f" --tun-type {tunnel.kind}"
+        if tunnel.kind == "gue":
+            line += f" --tun-port {tunnel.port}"
+        if tunnel.kind != "ipip":  # ipvsadm -S prints the checksum option of gue and gre, none too
+            line += {"none": " --tun-nocsum", "csum": " --tun-csum", "remcsum": " --tun-remcsum"}[tunnel.checksum]
     return line
 
 

@@ -70,6 +70,7 @@ class Cluster:
                     "ports": ports,
                     "scheduler": svc.get("scheduler", DEFAULT_SCHEDULER),
                     "persistent": "persistence" in svc,
+                    "tunnel": svc.get("tunnel", {}).get("type", "ipip") if svc["forwarding"] == "tun" else None,
                     "weights": members,  # managed real server -> weight, as written
                     "unmanaged": unmanaged,
                 })
@@ -91,7 +92,8 @@ class Cluster:
             elif host["role"] != "director" and name in svc["weights"] and svc["forwarding"] == "dr":
                 where = DUMMY if host.get("vip_device", DEFAULT_VIP_DEVICE) == "dummy" else "lo"
             elif host["role"] != "director" and name in svc["weights"] and svc["forwarding"] == "tun":
-                where = TUNNEL  # README: a TUN real server holds the VIP on tunl0
+                # README: a TUN real server holds the VIP on tunl0, or on gre0 for a gre tunnel
+                where = "gre0" if svc["tunnel"] == "gre" else TUNNEL
             else:
                 continue
             if (f"{svc['vip']}/{prefix}", where) not in out:

@@ -16,6 +16,9 @@ option back (these options are not in /proc/net/ip_vs, so this also proves the e
 - localnode: the director serves its own VIP, beside a real server (rr).
 - IPVS timeouts (ipvs_timeouts): set as the file says, the one it omits left at the kernel's
   value; changed by hand, put back.
+- GUE and GRE tunnels (tunnel.type): requests reach each real server in turn; the GUE port is
+  open on each (ip fou), GRE arrives on gre0. Negative control: one real server's GUE port
+  closed by hand, its turns fail; setup.sh opens it again.
 - connection thresholds: rs1 with upper_threshold 1 serves at most one of six requests (a
   connection counts until it expires, inactive ones too); with the threshold taken off by
   hand, rr alternates again; setup.sh puts it back (ipvsadm -S never shows thresholds: the
@@ -78,6 +81,10 @@ def topology(cluster: Cluster) -> dict:
     sctp = service(cluster, "sctp", "192.0.2.120", 3868)
     local = service(cluster, "tcp", "192.0.2.121", 80)
     limited = service(cluster, "tcp", "192.0.2.122", 80)
+    gue = service(cluster, "tcp", "192.0.2.123", 80)
+    gre = service(cluster, "tcp", "192.0.2.123", 81)
+    gue_csum = service(cluster, "tcp", "192.0.2.123", 82)
+    gue_remcsum = service(cluster, "tcp", "192.0.2.123", 83)
 
     def item(svc: dict, n: int, key: str | None = None, payload: str | None = None) -> dict:
         out = {"key": key or svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n}
@@ -92,11 +99,12 @@ def topology(cluster: Cluster) -> dict:
         "hosts": hosts, "networks": ["192.0.2.0/24"],
         "client": {"name": "client", "interface": "eth0", "address": "192.0.2.50/24", "network": "192.0.2.0/24"},
         "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
-        "plan": [item(sh, 3), item(ops, 4), item(sctp, 4), item(local, 4)],
+        "plan": [item(sh, 3), item(ops, 4), item(sctp, 4), item(local, 4), item(gue, 4), item(gre, 4), item(gue_csum, 4), item(gue_remcsum, 4)],
         "features": {
             "ops": {"vip_port": f"{ops['vip']}:{ops['port']}", "item": item(ops, 4)},
             "sh": {"vip_port": f"{sh['vip']}:{sh['port']}", "item": item(sh, 3),
                    "servers": {name: f"{own[name]}:{sh['port']}" for name in sh["weights"]}},
+            "tunnels": {"item": item(gue, 4), "port": 6080, "victim": "rs1"},
             "thresholds": {"vip_port": f"{limited['vip']}:{limited['port']}", "item": item(limited, 6),
                            "limited": f"{own['rs1']}:{limited['port']}"},
             "sip": {"vip_port": f"{sip['vip']}:{sip['port']}", "items": sip_items("a", "b"),
@@ -212,3 +220,23 @@ def test_a_real_server_at_its_upper_threshold_gets_no_new_connections(features_r
     assert off.count("rs1") >= 2 and off.count("rs2") >= 2, off  # negative control: rr alternates
     heal = r["th_heal"]["lb"]
     assert heal["rc"] == 0 and "+ ipvsadm -e -t 192.0.2.122:80 -r 192.0.2.11:80 -g -w 1 -x 1 -y 0" in heal["output"], heal
+
+
+def test_gue_and_gre_tunnels_reach_each_real_server(features_run):
+    r = features_run["r"]
+    assert sorted(r["answers"]["tcp 192.0.2.123:80"]) == ["rs1", "rs1", "rs2", "rs2"], r["answers"]  # gue
+    assert sorted(r["answers"]["tcp 192.0.2.123:81"]) == ["rs1", "rs1", "rs2", "rs2"], r["answers"]  # gre
+    assert sorted(r["answers"]["tcp 192.0.2.123:82"]) == ["rs1", "rs1", "rs2", "rs2"], r["answers"]  # gue, csum
+    assert sorted(r["answers"]["tcp 192.0.2.123:83"]) == ["rs1", "rs1", "rs2", "rs2"], r["answers"]  # gue, remcsum
+    assert all(text.splitlines()[:1] == ["port 6080 gue"] for text in r["fou"].values()), r["fou"]
+    assert all(n > 0 for n in r["gre0_rx"].values()), r["gre0_rx"]
+
+
+def test_negative_control_a_closed_gue_port_fails_its_turns_until_setup_opens_it(features_run):
+    r = features_run["r"]
+    key = "tcp 192.0.2.123:80"
+    got = r["gue_no_port"][key]
+    assert "rs1" not in got and got.count("rs2") == 2 and sum(a.startswith("ERR") for a in got) == 2, got
+    heal = r["gue_heal"]["rs1"]
+    assert heal["rc"] == 0 and "+ ip fou add port 6080 gue" in heal["output"], heal
+    assert sorted(r["gue_healed"][key]) == ["rs1", "rs1", "rs2", "rs2"], r["gue_healed"]

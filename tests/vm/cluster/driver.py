@@ -586,7 +586,7 @@ def phase_features():
     the connection is refused), one-packet scheduling (no connection entries; without -o,
     entries), the SIP persistence engine (one real server per Call-ID, two Call-IDs on two
     real servers; without the engine, both on one), SCTP, and localnode (the director serves
-    its own VIP), connection thresholds, and the IPVS timeouts."""
+    its own VIP), GUE and GRE tunnels, connection thresholds, and the IPVS timeouts."""
     bare = unload_lvs_modules()
     run(["modprobe", "sctp"])  # the SCTP peers' own module, as veth is the test bed's
     build_topology()
@@ -637,6 +637,16 @@ def phase_features():
     r["sh_no_fallback"] = client([sh["item"]])
     r["sh_heal"] = run_setups(main, "setup.sh after the flag was taken off")
     r["sh_healed"] = client([sh["item"]])
+    # tunnels: GUE to a port the real servers open (ip fou), GRE to their gre0
+    tun = f["tunnels"]
+    reals = [h for h in TOPO["hosts"] if h["role"] != "director"]
+    r["fou"] = {h["name"]: nsx(h["name"], ["ip", "fou", "show"]).stdout.strip() for h in reals}
+    r["gre0_rx"] = {h["name"]: ifstat(h["name"], "gre0", "rx_packets") for h in reals}
+    victim = next(h for h in reals if h["name"] == tun["victim"])
+    nsx(victim["name"], ["ip", "fou", "del", "port", str(tun["port"])])
+    r["gue_no_port"] = client([tun["item"]])
+    r["gue_heal"] = run_setups(main, "setup.sh after a GUE port was closed")
+    r["gue_healed"] = client([tun["item"]])
     # connection thresholds: rs1 takes one connection (active or inactive) at a time
     th = f["thresholds"]
     r["th_listing"] = ipvsadm("-L", "-n", "--thresholds").stdout

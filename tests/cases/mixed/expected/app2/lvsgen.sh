@@ -554,7 +554,25 @@ lvs_ip_flush() { # ip -batch stops at the first command that fails and names its
 }
 
 # lvsgen's own devices: the only ones the early boot path touches (the NIC comes later).
-lvs_early_device() { [[ $1 == lo || $1 == tunl0 ]] || lvs_in "$1" "${LVS_DUMMIES[@]}"; }
+lvs_early_device() { [[ $1 == lo || $1 == tunl0 || $1 == gre0 ]] || lvs_in "$1" "${LVS_DUMMIES[@]}"; }
+
+# --- GUE receive ports (ip fou) ------------------------------------------------------------------
+# A real server of a gue tunnel opens the tunnel's UDP port for GUE; the IPIP packet inside goes
+# to tunl0. The port is a kernel socket, gone at reboot: the early boot path opens it again.
+[[ -n ${LVS_FOU+x} ]] || LVS_FOU=()
+lvs_fou() {
+  ((${#LVS_FOU[@]} > 0)) || return 0
+  lvs_step fou
+  local port have=
+  if [[ -d /sys/module/fou ]] || ! ((LVS_DRY_RUN)); then
+    have=$(ip fou show 2>&1) || lvs_die "'ip fou show' failed: $have"
+  fi
+  for port in "${LVS_FOU[@]}"; do
+    [[ $'\n'$have$'\n' == *$'\n'"port $port gue"[$' \n']* ]] && continue
+    lvs_record_add fou "$port"
+    lvs_run ip fou add port "$port" gue
+  done
+}
 
 lvs_devices() {
   lvs_step devices
@@ -634,6 +652,7 @@ lvs_remove_stale() {
   [[ -z ${LVS_NFT:-} ]] || want["nft"$'\t'"$LVS_NFT_NAME"]=1
   [[ -z ${LVS_TIMEOUTS:-} ]] || want["timeouts"$'\t'set]=1
   for entry in "${LVS_SYNC[@]}"; do want["sync"$'\t'"${entry%% *}"]=1; done
+  for entry in "${LVS_FOU[@]}"; do want["fou"$'\t'"$entry"]=1; done
   # The host's own addresses are never removed, even where an older lvsgen added them.
   for entry in "${LVS_HOST_ADDRESSES[@]}"; do
     read -r cidr dev <<<"$entry"
@@ -648,7 +667,7 @@ lvs_remove_stale() {
   done
   ((${#stale[@]} > 0)) || return 0
   # The forwarding policy goes after the sysctls: ip_forward is off again before it is.
-  for kind in sync addr route dummy sysctl timeouts nft link file; do
+  for kind in sync fou addr route dummy sysctl timeouts nft link file; do
     [[ $kind == route ]] && lvs_ip_flush # the addresses go first
     [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
     for key in "${stale[@]}"; do
@@ -681,6 +700,12 @@ lvs_remove_stale() {
           if [[ -r $f ]]; then
             read -r old <"$f"
             [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
+          fi
+          ;;
+        fou)
+          if [[ -d /sys/module/fou ]]; then
+            f=$(ip fou show 2>/dev/null) || f=
+            [[ $'\n'$f$'\n' == *$'\n'"port ${fields[1]} gue"[$' \n']* ]] && lvs_run ip fou del port "${fields[1]}"
           fi
           ;;
         sync)
@@ -1398,6 +1423,7 @@ lvsgen_main() {
     lvs_timeouts
     lvs_ipvs
     lvs_thresholds
+    lvs_fou
     lvs_devices
     lvs_addresses
     if ((LVS_BOOT != 1)); then
@@ -1413,6 +1439,7 @@ lvsgen_main() {
     lvs_timeouts
     lvs_ipvs
     lvs_thresholds
+    lvs_fou
     lvs_devices
     lvs_addresses
     lvs_routes

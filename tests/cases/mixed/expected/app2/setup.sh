@@ -37,6 +37,8 @@ LVS_UP=()
 # Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=('-4 198.51.100.1 eth0')
 LVS_RULES='' # a real server has no IPVS table

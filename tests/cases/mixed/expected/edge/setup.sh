@@ -52,6 +52,8 @@ LVS_ADDRESSES=(
   '203.0.113.10/32 lvs0'
   '203.0.113.20/32 lvs0'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 # The IPVS table, and how it is changed.

@@ -46,6 +46,8 @@ LVS_UP=()
 LVS_ADDRESSES=(
   '2001:db8:1::100/128 eth0.100'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 # The IPVS table, and how it is changed.

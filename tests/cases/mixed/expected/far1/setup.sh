@@ -20,11 +20,12 @@ LVS_FILES=(
   'etc/modules-load.d/lvsgen.conf 0644'
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-ens3.42.network 0644'
+  'etc/systemd/network/10-lvsgen-gre0.network 0644'
   'etc/systemd/network/10-lvsgen-tunl0.network 0644'
   'etc/systemd/system/lvsgen-network.service 0644'
   'etc/systemd/system/lvsgen.service 0644'
 )
-LVS_MODULES=('ipip')
+LVS_MODULES=('ipip' 'ip_gre' 'fou')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
   'net.ipv4.conf.all.arp_ignore 1'
@@ -32,6 +33,7 @@ LVS_SYSCTLS=(
   'net.ipv4.conf.all.arp_announce 2'
   'net/ipv4/conf/ens3.42/arp_announce 2'
   'net.ipv4.conf.tunl0.rp_filter 2'
+  'net.ipv4.conf.gre0.rp_filter 2'
 )
 # The host's own interfaces, which must exist, and its own addresses, which must be there:
 # lvsgen checks them and never changes them (CIDR, device).
@@ -40,12 +42,15 @@ LVS_HOST_ADDRESSES=(
 )
 LVS_DUMMIES=()
 LVS_NOARP=()
-LVS_UP=('ens3.42' 'tunl0')
+LVS_UP=('ens3.42' 'tunl0' 'gre0')
 # Addresses lvsgen adds: CIDR, device, and 'nodad' for IPv6 VIPs.
 LVS_ADDRESSES=(
   '192.0.2.21/24 ens3.42'
   '203.0.113.20/32 tunl0'
+  '203.0.113.20/32 gre0'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=('6080')
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table

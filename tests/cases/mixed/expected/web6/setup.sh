@@ -41,6 +41,8 @@ LVS_ADDRESSES=(
   '2001:db8:1::11/64 eth0.100'
   '2001:db8:1::100/128 lvs0 nodad'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table

@@ -41,6 +41,8 @@ LVS_UP=('lo')
 LVS_ADDRESSES=(
   '123.234.1.101/32 lo'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table

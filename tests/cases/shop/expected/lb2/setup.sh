@@ -48,6 +48,8 @@ LVS_ADDRESSES=(
   '192.0.2.101/32 lvs0'
   '192.0.2.102/32 lvs0'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 # The IPVS table, and how it is changed.

@@ -45,6 +45,8 @@ LVS_ADDRESSES=(
   '192.0.2.100/32 lvs0'
   '192.0.2.102/32 lvs0'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table

@@ -42,6 +42,8 @@ LVS_ADDRESSES=(
   '192.0.2.101/32 lo'
   '192.0.2.102/32 lo'
 )
+# UDP ports on which GUE-encapsulated requests are opened and handed to tunl0 (ip fou).
+LVS_FOU=()
 # Default routes: family, gateway, device.
 LVS_ROUTES=()
 LVS_RULES='' # a real server has no IPVS table
