@@ -31,7 +31,6 @@ import argparse
 import collections
 import hashlib
 import json
-import math
 import os
 import re
 import shlex

@@ -139,7 +139,7 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
                 sysctl_key("net", "ipv6", "conf", host.interface, "accept_ra"), 2,
                 (
                     "IPv6 forwarding is global, and with it on the kernel ignores router",
-                    f"advertisements (accept_ra=1 means 'only when not forwarding'). 2 keeps accepting them",
+                    "advertisements (accept_ra=1 means 'only when not forwarding'). 2 keeps accepting them",
                     f"on {host.interface}, the client side, so a default route learned from RAs stays.",
                 ),
             ))

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from lvsgen.addresses import text
 from lvsgen.files import RULES, THRESHOLDS, File
-from lvsgen.model import Forwarding, IPAddress, RealServer, Service
+from lvsgen.model import IPAddress, RealServer, Service
 from lvsgen.order import sort_services
 from lvsgen.state import HostState
 

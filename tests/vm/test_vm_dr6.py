@@ -12,7 +12,6 @@ Expectations come from the raw cluster file.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
@@ -22,54 +21,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import vm  # noqa: E402
-from cases import lvsgen  # noqa: E402
-
-from driven import run_driver  # noqa: E402
-from expect import Cluster, check_answers, expected_answers  # noqa: E402
+from driven import boot_phase, one_network  # noqa: E402
+from expect import check_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
 
 CLUSTER = HERE / "dr6" / "cluster.json"
 
 
-def topology(cluster: Cluster) -> dict:
-    hosts = []
-    for name, host in cluster.hosts.items():
-        own = ipaddress.ip_interface(host["address"])
-        hosts.append({
-            "name": name, "hostname": cluster.hostname(name), "role": host["role"],
-            "interface": host["interface"], "network": str(own.network), "own_address": str(own),
-            "gateway": str(own.network[1]),
-            "serve": sorted({f"{svc['protocol']}:{svc['vip']}:{svc['port']}" for svc in cluster.services if name in svc["weights"]}),
-            "addresses": [list(a) for a in cluster.addresses(name)], "own_units": {},
-        })
-    plan = []
-    for svc in cluster.services:
-        n, _, _ = expected_answers(svc)
-        plan.append({"key": svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n})
-    network = ipaddress.ip_network(hosts[0]["network"])
-    return {
-        "hosts": hosts, "networks": [str(network)],
-        "client": {"name": "client", "interface": "eth0", "address": f"{network[0x50]}/{network.prefixlen}", "network": str(network)},
-        "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
-        "plan": plan, "dr6": {"control": "rs1"},
-        "big": [], "mutants": {}, "trees": {"main": "out"}, "phases": ["dr6"],
-    }
-
-
 @pytest.fixture(scope="module")
 def dr6_run(tmp_path_factory):
-    reason = vm.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.mktemp("vm-dr6")
-    build = lvsgen("build", str(CLUSTER), "-o", str(work / "out"))
-    assert build.returncode == 0, build.stderr
-    cluster = Cluster(CLUSTER)
-    run, results = run_driver(work, topology(cluster), timeout=900)
-    r = results.get("dr6")
-    assert r is not None and "error" not in r, (r or {}).get("error", "") + "\n" + run.diagnostics()
+    cluster, r, work = boot_phase(tmp_path_factory, CLUSTER, "dr6", lambda c: one_network(c, "dr6", dr6={"control": "rs1"}))
     return {"cluster": cluster, "r": r, "rules": (work / "out" / "lb" / "etc" / "lvsgen" / "ipvsadm.rules").read_text()}
 
 

@@ -41,10 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import vm  # noqa: E402
-from cases import lvsgen  # noqa: E402
-
-from driven import run_driver  # noqa: E402
+from driven import boot_phase, one_network  # noqa: E402
 from expect import Cluster  # noqa: E402
 
 pytestmark = pytest.mark.vm
@@ -55,7 +52,7 @@ CLUSTER = HERE / "features" / "cluster.json"
 def sip_message(call_id: str) -> str:
     """A SIP OPTIONS request: the engine reads the Call-ID header of a UDP datagram."""
     return (
-        "OPTIONS sip:lb@192.0.2.120 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060\r\n"
+        "OPTIONS sip:lb@192.0.2.120 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.80:5060\r\n"
         f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
 
@@ -65,15 +62,6 @@ def service(cluster: Cluster, protocol: str, vip: str, port: int) -> dict:
 
 
 def topology(cluster: Cluster) -> dict:
-    hosts = []
-    for name, host in cluster.hosts.items():
-        own = ipaddress.ip_interface(host["address"])
-        hosts.append({
-            "name": name, "hostname": cluster.hostname(name), "role": host["role"],
-            "interface": host["interface"], "network": str(own.network), "own_address": str(own), "gateway": "192.0.2.254",
-            "serve": sorted({f"{svc['protocol']}:{svc['vip']}:{svc['port']}" for svc in cluster.services if name in svc["weights"]}),
-            "addresses": [list(a) for a in cluster.addresses(name)], "own_units": {},
-        })
     own = {name: str(ipaddress.ip_interface(h["address"]).ip) for name, h in cluster.hosts.items()}
     sh = service(cluster, "tcp", "192.0.2.120", 80)
     ops = service(cluster, "udp", "192.0.2.120", 53)
@@ -93,14 +81,12 @@ def topology(cluster: Cluster) -> dict:
         return out
 
     def sip_items(*calls: str) -> list[dict]:
-        return [item(sip, 4, f"call {c}", sip_message(f"{c}@192.0.2.50")) for c in calls]
+        return [item(sip, 4, f"call {c}", sip_message(f"{c}@192.0.2.80")) for c in calls]
 
-    return {
-        "hosts": hosts, "networks": ["192.0.2.0/24"],
-        "client": {"name": "client", "interface": "eth0", "address": "192.0.2.50/24", "network": "192.0.2.0/24"},
-        "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
-        "plan": [item(sh, 3), item(ops, 4), item(sctp, 4), item(local, 4), item(gue, 4), item(gre, 4), item(gue_csum, 4), item(gue_remcsum, 4)],
-        "features": {
+    return one_network(
+        cluster, "features",
+        plan=[item(sh, 3), item(ops, 4), item(sctp, 4), item(local, 4), item(gue, 4), item(gre, 4), item(gue_csum, 4), item(gue_remcsum, 4)],
+        features={
             "ops": {"vip_port": f"{ops['vip']}:{ops['port']}", "item": item(ops, 4)},
             "sh": {"vip_port": f"{sh['vip']}:{sh['port']}", "item": item(sh, 3),
                    "servers": {name: f"{own[name]}:{sh['port']}" for name in sh["weights"]}},
@@ -110,22 +96,12 @@ def topology(cluster: Cluster) -> dict:
             "sip": {"vip_port": f"{sip['vip']}:{sip['port']}", "items": sip_items("a", "b"),
                     "items_off": sip_items("c", "d"), "items_healed": sip_items("e", "f")},
         },
-        "big": [], "mutants": {}, "trees": {"main": "out"}, "phases": ["features"],
-    }
+    )
 
 
 @pytest.fixture(scope="module")
 def features_run(tmp_path_factory):
-    reason = vm.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.mktemp("vm-features")
-    build = lvsgen("build", str(CLUSTER), "-o", str(work / "out"))
-    assert build.returncode == 0, build.stderr
-    cluster = Cluster(CLUSTER)
-    run, results = run_driver(work, topology(cluster), timeout=900)
-    r = results.get("features")
-    assert r is not None and "error" not in r, (r or {}).get("error", "") + "\n" + run.diagnostics()
+    cluster, r, work = boot_phase(tmp_path_factory, CLUSTER, "features", topology)
     return {"cluster": cluster, "r": r, "rules": (work / "out" / "lb" / "etc" / "lvsgen" / "ipvsadm.rules").read_text()}
 
 
@@ -175,7 +151,7 @@ def test_sh_fallback_sends_a_quiesced_servers_clients_elsewhere(features_run):
     heal = r["sh_heal"]["lb"]
     assert heal["rc"] == 0, heal
     assert "ipvsadm -E -t 192.0.2.120:80 -s sh -b sh-fallback" in heal["output"], heal["output"]
-    assert f"-w 1" in heal["output"] and r["sh_healed"][key] == first, (heal["output"], r["sh_healed"])
+    assert "-w 1" in heal["output"] and r["sh_healed"][key] == first, (heal["output"], r["sh_healed"])
 
 
 def test_the_sip_engine_keeps_a_call_on_one_real_server(features_run):

@@ -11,7 +11,6 @@ setting back and the cluster serves again. Expectations come from the raw cluste
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
@@ -21,51 +20,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import vm  # noqa: E402
-from cases import lvsgen  # noqa: E402
-
-from driven import run_driver  # noqa: E402
-from expect import Cluster, check_answers, expected_answers  # noqa: E402
+from driven import boot_phase, one_network  # noqa: E402
+from expect import check_answers  # noqa: E402
 
 pytestmark = pytest.mark.vm
 
 CLUSTER = HERE / "tun" / "cluster.json"
 
 
-def topology(cluster: Cluster) -> dict:
-    hosts = []
-    for name, host in cluster.hosts.items():
-        own = ipaddress.ip_interface(host["address"])
-        hosts.append({
-            "name": name, "hostname": cluster.hostname(name), "role": host["role"],
-            "interface": host["interface"], "network": str(own.network), "own_address": str(own), "gateway": "192.0.2.254",
-            "serve": sorted({f"{svc['protocol']}:{svc['vip']}:{svc['port']}" for svc in cluster.services if name in svc["weights"]}),
-            "addresses": [list(a) for a in cluster.addresses(name)], "own_units": {},
-        })
-    plan = []
-    for svc in cluster.services:
-        n, _, _ = expected_answers(svc)
-        plan.append({"key": svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n})
-    return {
-        "hosts": hosts, "networks": ["192.0.2.0/24"],
-        "client": {"name": "client", "interface": "eth0", "address": "192.0.2.50/24", "network": "192.0.2.0/24"},
-        "vips": [{"address": v["address"], "director": v["director"]} for v in cluster.vips],
-        "plan": plan, "big": [], "mutants": {}, "trees": {"main": "out"}, "phases": ["tun"],
-    }
-
-
 @pytest.fixture(scope="module")
 def tun_run(tmp_path_factory):
-    reason = vm.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.mktemp("vm-tun")
-    build = lvsgen("build", str(CLUSTER), "-o", str(work / "out"))
-    assert build.returncode == 0, build.stderr
-    cluster = Cluster(CLUSTER)
-    run, results = run_driver(work, topology(cluster), timeout=900)
-    r = results.get("tun")
-    assert r is not None and "error" not in r, (r or {}).get("error", "") + "\n" + run.diagnostics()
+    cluster, r, _ = boot_phase(tmp_path_factory, CLUSTER, "tun", lambda c: one_network(c, "tun"))
     return {"cluster": cluster, "r": r}
 
 
