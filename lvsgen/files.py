@@ -16,7 +16,9 @@ MANIFEST = ".lvsgen-manifest"
 RULES = "etc/lvsgen/ipvsadm.rules"
 # Connection thresholds, which 'ipvsadm -S' never prints: applied and checked apart from RULES.
 THRESHOLDS = "etc/lvsgen/ipvs.thresholds"
-FORWARD = "etc/lvsgen/forward.nft"  # a NAT director's forwarding policy (lvsgen.forward)
+# The nftables table inet lvsgen: a NAT director's forwarding policy (lvsgen.forward) and the
+# firewall marks of its firewall-mark services (lvsgen.marks).
+NFTABLES = "etc/lvsgen/lvsgen.nft"
 UNIT = "etc/systemd/system/lvsgen.service"  # early boot: what needs no network
 UNIT_NETWORK = "etc/systemd/system/lvsgen-network.service"  # once the network is up: the rest
 # Named to sort after 99-sysctl.conf (the link to /etc/sysctl.conf): systemd-sysctl applies

@@ -31,24 +31,33 @@ class ForwardPolicy:
     replies6: tuple[str, ...]
     sources4: tuple[str, ...]  # real-server addresses, for their ICMP errors
     sources6: tuple[str, ...]
+    interval: bool = False  # a reply port is a range (a firewall-mark service's): the sets need "flags interval"
 
 
 def forward_policy(services: Sequence[Service]) -> ForwardPolicy | None:
     """The replies a director's NAT services let through; None without NAT services."""
-    replies: set[tuple[int, IPAddress, str, int]] = set()
+    replies: set[tuple[int, IPAddress, str, int, int]] = set()
     for svc in services:
         if svc.forwarding is not Forwarding.NAT:
             continue
         for rs in svc.real_servers:
-            replies.add((rs.address.version, rs.address, svc.protocol.value, rs.port))
+            # A firewall-mark service's real server without a port of its own answers from
+            # the port each packet was sent to: any of the service's ports.
+            spans = svc.ports if svc.fwmark is not None and rs.port == 0 else ((rs.port, rs.port),)
+            for first, last in spans:
+                replies.add((rs.address.version, rs.address, svc.protocol.value, first, last))
     if not replies:
         return None
-    ordered = sorted(replies, key=lambda r: (r[0], int(r[1]), r[2], r[3]))
+    ordered = sorted(replies, key=lambda r: (r[0], int(r[1]), r[2], r[3], r[4]))
 
     def elements(version: int) -> tuple[str, ...]:
-        return tuple(f"{proto} . {text(addr)} . {port}" for v, addr, proto, port in ordered if v == version)
+        return tuple(
+            f"{proto} . {text(addr)} . {first if first == last else f'{first}-{last}'}"
+            for v, addr, proto, first, last in ordered
+            if v == version
+        )
 
     def sources(version: int) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(text(addr) for v, addr, _, _ in ordered if v == version))
+        return tuple(dict.fromkeys(text(addr) for v, addr, *_ in ordered if v == version))
 
-    return ForwardPolicy(elements(4), elements(6), sources(4), sources(6))
+    return ForwardPolicy(elements(4), elements(6), sources(4), sources(6), any(r[3] != r[4] for r in ordered))

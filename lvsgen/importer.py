@@ -16,7 +16,8 @@ What the file gets:
   entry), with weight and, under NAT, a port that differs from the service's; a real server at
   the director's own address becomes ``{"host": DIRECTOR, "localnode": true}``.
 
-Anything a cluster file cannot say (firewall-mark services, one-packet scheduling, scheduler
+A firewall-mark service is an error too: the table does not say which packets carry its mark,
+so it must be written by hand. Anything a cluster file cannot say (one-packet scheduling, scheduler
 flags, persistence engines, thresholds, tunnel types other than ipip, a service without real
 servers, one forwarding method per real server) is an error that names its line, and so is any
 line the reader (lvsgen.saved) refuses. The document then goes through the same schema and
@@ -231,7 +232,12 @@ def _service(svc: saved.Service, director: Director, source: str, problems: _Pro
     number = svc.line.number
     flag, where = cmd.service.split(" ", 1)
     if flag == saved.FWMARK:
-        problems.add(source, number, f"firewall-mark service (-f {where}) is not something lvsgen offers" + _NOT_EXPRESSIBLE)
+        mark = where.split(" ")[0]
+        problems.add(
+            source, number,
+            f"firewall-mark service (-f {where}): a saved table does not say which packets carry mark {mark} (the host's firewall rules do);"
+            f" leave this service out of the import (delete its lines) and add it to the cluster file by hand, with \"fwmark\": {mark} and the \"ports\" that get the mark",
+        )
         return None
     address, port = saved.parse_address_port(where)
     opts = _options(cmd.options, {"-s": 1, "-p": 1, "-M": 1, "--pe": 1, "-b": 1, "-o": 0}, _SERVICE_UNSUPPORTED, source, number, problems)

@@ -137,6 +137,10 @@ class Service:
     scheduler_flags: tuple[str, ...] = ()
     one_packet: bool = False  # ipvsadm -o
     tunnel: Tunnel | None = None  # tun services only
+    # A firewall-mark service (ipvsadm -f): its mark, and the (first, last) port ranges of
+    # 'protocol' to the VIP that the director marks; port is then 0.
+    fwmark: int | None = None
+    ports: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,8 +227,22 @@ def real_server_address(raw: dict[str, Any], hosts: dict[str, Any]) -> IPAddress
 _FLAG_BITS = ("sh-fallback", "mh-fallback", "sh-port", "mh-port")
 
 
+def port_ranges(raw: list[int | str]) -> tuple[tuple[int, int], ...]:
+    """A fwmark service's "ports" as sorted (first, last) ranges, overlaps and neighbours merged."""
+    spans = sorted((p, p) if isinstance(p, int) else tuple(int(x) for x in p.split("-", 1)) for p in raw)
+    out: list[tuple[int, int]] = []
+    for first, last in spans:
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return tuple(out)
+
+
 def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str, Any]) -> Service:
-    port = raw["port"]
+    # A firewall-mark service has no port: ipvsadm shows its real servers with port 0 (each
+    # packet keeps its own), unless a NAT real server names one port to send them all to.
+    port = raw.get("port", 0)
     forwarding = Forwarding(raw["forwarding"])
     real_servers = tuple(
         RealServer(
@@ -256,6 +274,8 @@ def _service(vip: str, address: IPAddress, raw: dict[str, Any], hosts: dict[str,
         scheduler_flags=tuple(sorted(raw.get("scheduler_flags", []), key=_FLAG_BITS.index)),
         one_packet=raw.get("one_packet", False),
         tunnel=_tunnel(raw.get("tunnel", {})) if forwarding is Forwarding.TUN else None,
+        fwmark=raw.get("fwmark"),
+        ports=port_ranges(raw["ports"]) if "fwmark" in raw else (),
     )
 
 

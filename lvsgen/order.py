@@ -1,7 +1,8 @@
 """ipvsadm's listing order, reproduced exactly (see lvsgen.artifacts.ipvsadm for why it matters).
 
-- services are sorted with ``ipvs_cmp_services``: fwmark, address family, protocol number,
-  address, port; real servers of a service with ``ipvs_cmp_dests``: address, then port;
+- services are sorted with ``ipvs_cmp_services``: fwmark (0 for a service that has none, so
+  firewall-mark services come last, by mark, IPv4 before IPv6), address family, protocol
+  number, address, port; real servers of a service with ``ipvs_cmp_dests``: address, then port;
 - addresses are compared 32 bits at a time as ``ntohl(a) - ntohl(b)`` stored in an ``int``:
   the difference wraps, so 192.0.2.1 sorts *before* 10.0.0.1 (the difference is above 2**31);
 - so when one director's VIPs span more than half of the IPv4 space (10.0.0.1, 100.0.0.1 and
@@ -11,7 +12,10 @@
   names its service, so equal sorted lines mean equal tables. For every other table this
   order is ipvsadm's exactly, and the file compares byte for byte.
 
-The functions take any objects with the attributes used (``address``, ``port``, ``protocol``).
+The marks are compared the same wrapping way.
+
+The functions take any objects with the attributes used (``address``, ``port``, ``protocol``,
+and for services ``fwmark``, None for none).
 """
 
 from __future__ import annotations
@@ -42,9 +46,14 @@ def _family(address: Any) -> int:
     return _AF_INET6 if address.version == 6 else _AF_INET
 
 
+def _mark(service: Any) -> int:
+    return getattr(service, "fwmark", None) or 0
+
+
 def cmp_services(a: Any, b: Any) -> int:
     return (
-        _family(a.address) - _family(b.address)
+        _int32(_mark(a) - _mark(b))
+        or _family(a.address) - _family(b.address)
         or a.protocol.number - b.protocol.number
         or _cmp_addr(a.address, b.address)
         or a.port - b.port
@@ -70,8 +79,9 @@ def _no_wrap(addresses: Sequence[Any]) -> bool:
 
 
 def sort_services(services: Sequence[T]) -> tuple[T, ...]:
-    if _no_wrap([s.address for s in services]):  # type: ignore[attr-defined]
-        return tuple(sorted(services, key=lambda s: (_family(s.address), s.protocol.number, s.address.packed, s.port)))  # type: ignore[attr-defined]
+    marks = [_mark(s) for s in services]
+    if _no_wrap([s.address for s in services]) and (not marks or max(marks) - min(marks) < 1 << 31):  # type: ignore[attr-defined]
+        return tuple(sorted(services, key=lambda s: (_mark(s), _family(s.address), s.protocol.number, s.address.packed, s.port)))  # type: ignore[attr-defined]
     return tuple(sorted(services, key=cmp_to_key(cmp_services)))
 
 

@@ -163,7 +163,12 @@ def _message(error: ValidationError) -> str:
         return f"unknown property {names}; allowed here: {', '.join(allowed)}"
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [name for name in error.validator_value if name not in error.instance]
-        return f"missing required property {', '.join(json.dumps(m) for m in missing)}"
+        return f"missing required property {', '.join(json.dumps(m) for m in missing)}" + (f": {hint}" if hint else "")
+    if error.validator == "dependentRequired" and isinstance(error.instance, dict):
+        have = next((k for k, needs in error.validator_value.items() if k in error.instance and any(n not in error.instance for n in needs)), "")
+        missing = [n for n in error.validator_value.get(have, []) if n not in error.instance]
+        why = schema.get("x-lvsgen-dependent-hint")
+        return f"{json.dumps(have)} needs {', '.join(json.dumps(m) for m in missing)}" + (f": {why}" if why else "")
     if error.validator in ("oneOf", "anyOf"):
         if hint:
             return hint

@@ -104,6 +104,8 @@ def _vip_problems(vips: dict[str, Any], hosts: dict[str, Any]) -> Iterator[Probl
             host_addresses[ip_interface(h["nat_address"]).ip] = n
     vip_owner: dict[Any, str] = {}
     service_owner: dict[tuple[Any, ...], str] = {}
+    marked: dict[tuple[Any, ...], tuple[str, list[Any]]] = {}  # (VIP, protocol, first, last) -> service, path
+    mark_owner: dict[tuple[Any, ...], str] = {}  # (director, family, mark) -> service
     for vname in sorted(vips):
         vip = vips[vname]
         base = ["vips", vname]
@@ -126,12 +128,56 @@ def _vip_problems(vips: dict[str, Any], hosts: dict[str, Any]) -> Iterator[Probl
         for index, svc in enumerate(vip["services"]):
             spath = base + ["services", index]
             protocol = svc.get("protocol", "tcp")
-            key = (address, protocol, svc["port"])
             where = f"{vname} service {index}"
-            if key in service_owner:
-                yield _p(spath, f"{protocol} {address} port {svc['port']} is already defined ({service_owner[key]}); each VIP, protocol and port may appear once")
-            service_owner.setdefault(key, where)
+            if "fwmark" in svc:
+                yield from _fwmark_problems(spath, svc, where, address, director_name, marked, mark_owner)
+            else:
+                key = (address, protocol, svc["port"])
+                if key in service_owner:
+                    yield _p(spath, f"{protocol} {address} port {svc['port']} is already defined ({service_owner[key]}); each VIP, protocol and port may appear once")
+                service_owner.setdefault(key, where)
             yield from _service_problems(spath, vip, svc, address, director_name, director, hosts)
+    # A port that a firewall-mark service marks cannot also be a service of its own: the
+    # kernel looks a packet's mark up first, and the plain service would never see a packet.
+    for (address, protocol, port), where in sorted(service_owner.items(), key=lambda kv: kv[1]):
+        for (m_address, m_protocol, first, last), (m_where, m_path) in marked.items():
+            if (m_address, m_protocol) == (address, protocol) and first <= port <= last:
+                yield _p(m_path, f"{protocol} {address} port {port} is also a service of its own ({where}), which would get no packet: the director marks them for this firewall-mark service, and IPVS looks marks up first; take the port out of one of them")
+
+
+def _fwmark_problems(
+    spath: list[Any],
+    svc: dict[str, Any],
+    where: str,
+    address: Any,
+    director_name: str,
+    marked: dict[tuple[Any, ...], tuple[str, list[Any]]],
+    mark_owner: dict[tuple[Any, ...], str],
+) -> Iterator[Problem]:
+    mark = svc["fwmark"]
+    if "port" in svc:
+        yield _p(spath + ["port"], "a firewall-mark service has no \"port\": it takes the ports in \"ports\"; remove \"port\"")
+    key = (director_name, address.version, mark)
+    if key in mark_owner:
+        yield _p(spath + ["fwmark"], f"mark {mark} is already an IPv{address.version} firewall-mark service of director {json.dumps(director_name)} ({mark_owner[key]}); give each its own mark")
+    mark_owner.setdefault(key, where)
+    protocol = svc.get("protocol", "tcp")
+    for index, item in enumerate(svc["ports"]):
+        ppath = spath + ["ports", index]
+        if isinstance(item, str):
+            first, last = (int(x) for x in item.split("-", 1))
+            if last > 65535 or first > last:
+                yield _p(ppath, f"{json.dumps(item)} is not a range of ports: give \"FIRST-LAST\" with FIRST <= LAST <= 65535")
+                continue
+        else:
+            first = last = item
+        for (m_address, m_protocol, m_first, m_last), (m_where, _) in marked.items():
+            if (m_address, m_protocol) == (address, protocol) and first <= m_last and m_first <= last:
+                other = "another item of this list" if m_where == where else f"the firewall-mark service {m_where}"
+                what = f"port {item}" if first == last else f"ports {item}"
+                yield _p(ppath, f"{protocol} {address} {what} overlaps {other}: a port of a VIP can carry one mark only; list each port once")
+                break
+        marked.setdefault((address, protocol, first, last), (where, ppath))
 
 
 def _names(hosts: dict[str, Any], role: str) -> str:
@@ -207,9 +253,11 @@ def _service_problems(
             continue
         if forwarding == "nat" and "host" in rs and "gateway" in hosts[rs["host"]].get("own_interface", {}):
             yield _p(["hosts", rs["host"], "own_interface", "gateway"], f"host {json.dumps(rs['host'])} is a nat real server of {json.dumps(director_name)}: its default route must be the director, which lvsgen sets; remove \"gateway\"")
-        if "port" in rs and forwarding != "nat" and rs["port"] != svc["port"]:
+        if "port" in rs and forwarding != "nat" and "fwmark" in svc:
+            yield _p(rpath + ["port"], f"under {forwarding} a real server of a firewall-mark service gets each packet on the port it was sent to; remove \"port\" or use nat")
+        elif "port" in rs and forwarding != "nat" and rs["port"] != svc["port"]:
             yield _p(rpath + ["port"], f"port {rs['port']} differs from the service port {svc['port']}: under {forwarding} the kernel ignores it and uses {svc['port']}; remove \"port\" or use nat")
-        port = rs.get("port", svc["port"]) if forwarding == "nat" else svc["port"]
+        port = rs.get("port", svc.get("port", 0)) if forwarding == "nat" else svc.get("port", 0)
         if (address, port) in seen:
             yield _p(rpath, f"real server {address} port {port} is already listed at index {seen[(address, port)]} of this service; list each real server once")
         seen.setdefault((address, port), index)

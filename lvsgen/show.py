@@ -7,6 +7,10 @@ its services. A VIP's name and a service's columns are printed on their first ro
       VIP  SERVICE             SCHEDULER  PERSISTENCE  FORWARDING  REAL SERVER    HOST  WEIGHT
       www  tcp 192.0.2.100:80  wrr        -            dr          192.0.2.11:80  rs1        1
 
+A firewall-mark service's SERVICE is its mark, then the packets that get it:
+`fwmark 1 tcp 192.0.2.100:443,8000-8099`; its real servers show port 0 when each packet keeps
+its own port.
+
 SCHEDULER carries the scheduler flags and one-packet scheduling as `ipvsadm -L` shows them
 (`sh (sh-fallback,sh-port)`, `rr ops`). PERSISTENCE is `-`, or the timeout in seconds and the
 granularity as a prefix length (`300s /32`: one client address; `120s /24`: one /24 of
@@ -19,7 +23,10 @@ key changes meaning or goes away:
     {"format": 1, "cluster": NAME, "source": FILE NAME,
      "directors": [{"name", "interface", "address": "192.0.2.2/24",
                     "vips": [{"name", "address",
-                              "services": [{"protocol", "port", "scheduler", "forwarding",
+                              "services": [{"protocol", "port", "fwmark": null | MARK,
+                                            "ports": [PORT | "FIRST-LAST"...] (fwmark services;
+                                            their "port" is 0),
+                                            "scheduler", "forwarding",
                                             "scheduler_flags": [FLAG...], "one_packet",
                                             "persistence": null | {"timeout", "granularity",
                                                                    "engine": null | "sip"},
@@ -37,6 +44,7 @@ from typing import Any
 
 from lvsgen.addresses import text
 from lvsgen.artifacts.ipvsadm import addr_port
+from lvsgen.marks import port_list
 from lvsgen.model import Cluster, Host, Persistence, Service, Vip
 
 FORMAT = 1
@@ -62,8 +70,12 @@ def _scheduler(svc: Service) -> str:
 def _rows(vip: Vip) -> list[tuple[str, ...]]:
     rows = []
     for number, svc in enumerate(vip.services):
+        if svc.fwmark is not None:
+            name = f"fwmark {svc.fwmark} {svc.protocol.value} {addr_port(svc.address, 0).rsplit(':', 1)[0]}:{port_list(svc.ports).replace(', ', ',')}"
+        else:
+            name = f"{svc.protocol.value} {addr_port(svc.address, svc.port)}"
         service = (
-            f"{svc.protocol.value} {addr_port(svc.address, svc.port)}",
+            name,
             _scheduler(svc),
             _persistence(svc.persistence),
             svc.forwarding.value,
@@ -101,6 +113,8 @@ def _service(svc: Service) -> dict[str, Any]:
     return {
         "protocol": svc.protocol.value,
         "port": svc.port,
+        "fwmark": svc.fwmark,
+        "ports": [first if first == last else f"{first}-{last}" for first, last in svc.ports],
         "scheduler": svc.scheduler,
         "forwarding": svc.forwarding.value,
         "scheduler_flags": list(svc.scheduler_flags),

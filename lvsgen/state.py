@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from lvsgen.files import FORWARD
+from lvsgen.files import NFTABLES
 from lvsgen.forward import TABLE as NFT_TABLE
 from lvsgen.forward import ForwardPolicy, forward_policy
+from lvsgen.marks import MarkRule, mark_rules
 from lvsgen.addresses import text
 from lvsgen.model import Cluster, Forwarding, Host, IPAddress, Service, Vip, VipDevice
 from lvsgen.semantic import DUMMY_DEVICE, GRE_DEVICE, TUNNEL_DEVICE
@@ -58,6 +59,7 @@ class HostState:
     sysctls: list[Sysctl] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     forward: ForwardPolicy | None = None  # NAT directors: what forwarding may carry
+    marks: tuple[MarkRule, ...] = ()  # directors: the marks of firewall-mark services
     fou_ports: list[int] = field(default_factory=list)  # real servers of gue tunnels: GUE receive ports
 
 
@@ -123,14 +125,15 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     _add_unique(state.modules, sorted(f"ip_vs_pe_{engine}" for engine in engines))
     if host.nat_forwarding == "lvs-only":
         state.forward = forward_policy(state.services)
-    if state.forward is not None:
+    state.marks = mark_rules(state.services)
+    if state.forward is not None or state.marks:
         state.modules.append("nf_tables")
     nat_families = sorted({svc.address.version for svc in state.services if svc.forwarding is Forwarding.NAT})
     for family in nat_families:
         key = "net.ipv4.ip_forward" if family == 4 else "net.ipv6.conf.all.forwarding"
         why = ["NAT: replies from the real servers are routed back through this director."]
         if state.forward is not None:
-            why.append(f"/{FORWARD} (nftables table inet {NFT_TABLE}) lets only those replies through.")
+            why.append(f"/{NFTABLES} (nftables table inet {NFT_TABLE}) lets only those replies through.")
         else:
             why.append("nat_forwarding is 'host': the host's own firewall decides what else is forwarded.")
         state.sysctls.append(Sysctl(key, 1, tuple(why)))

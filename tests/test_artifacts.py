@@ -190,7 +190,7 @@ def test_cloud_init_runcmd_fails_loudly_with_setup_sh(tmp_path: Path, status: in
         assert run.stderr == ""
 
 
-NFT_FILES = sorted((ROOT / "tests" / "cases").glob("*/expected/*/etc/lvsgen/forward.nft"))
+NFT_FILES = sorted((ROOT / "tests" / "cases").glob("*/expected/*/etc/lvsgen/lvsgen.nft"))
 
 
 def test_some_case_has_a_forwarding_policy() -> None:
@@ -211,12 +211,33 @@ def test_forwarding_policy_only_without_opt_out(tmp_path: Path) -> None:
     """nat_forwarding "host" leaves forwarding to the host: no table, no nftables package."""
     doc = json.loads((ROOT / "tests/cases/mixed/cluster.json").read_text())
     doc["hosts"]["edge"]["nat_forwarding"] = "host"
+    # and no firewall-mark service, whose marks would need the table
+    for vip in doc["vips"].values():
+        vip["services"] = [s for s in vip["services"] if "fwmark" not in s]
     src = tmp_path / "cluster.json"
     src.write_text(json.dumps(doc))
     run = lvsgen("build", str(src), "-o", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     edge = tmp_path / "out/edge"
-    assert not (edge / "etc/lvsgen/forward.nft").exists()
+    assert not (edge / "etc/lvsgen/lvsgen.nft").exists()
     assert "LVS_NFT=''" in (edge / "setup.sh").read_text()
     assert "nftables" not in (edge / "cloud-init.yaml").read_text().split("write_files:")[0]
     assert "the host's own firewall decides" in (edge / "etc/sysctl.d/99-zz-lvsgen.conf").read_text()
+
+
+def test_marks_without_forwarding_policy(tmp_path: Path) -> None:
+    """A director with firewall-mark services and nat_forwarding "host": the table holds the
+    marks and no forward chain, and the host still installs nftables."""
+    doc = json.loads((ROOT / "tests/cases/mixed/cluster.json").read_text())
+    doc["hosts"]["edge"]["nat_forwarding"] = "host"
+    src = tmp_path / "cluster.json"
+    src.write_text(json.dumps(doc))
+    run = lvsgen("build", str(src), "-o", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    edge = tmp_path / "out/edge"
+    table = (edge / "etc/lvsgen/lvsgen.nft").read_text()
+    assert "hook forward" not in table and "nat_replies" not in table
+    assert "ip daddr 203.0.113.10 tcp dport { 8000-8009, 8080 } meta mark set 1" in table
+    assert "LVS_NFT='etc/lvsgen/lvsgen.nft'" in (edge / "setup.sh").read_text()
+    assert "- nftables" in (edge / "cloud-init.yaml").read_text().split("write_files:")[0]
+    assert "nf_tables" in (edge / "etc/modules-load.d/lvsgen.conf").read_text()

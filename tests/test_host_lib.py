@@ -1650,17 +1650,22 @@ def test_thresholds_plan_names_each_real_server_to_put_right(tmp_path: Path, thr
     assert lines(run.stdout) == fixes
 
 
+def _listed(x: str) -> str:
+    """A rules-file line as 'ipvsadm -L -n --thresholds' shows its service or real server."""
+    w = x.split()
+    if w[1] == "-f":  # "FWM  1 IPv6 rr": the family shows only for IPv6
+        six = len(w) > 3 and w[3] == "-6"
+        return f"FWM  {w[2]}{' IPv6' if six else ''} rr\n" if w[0] == "-A" else f"  -> {w[w.index('-r') + 1]} 0 0 0 0\n"
+    return f"{'TCP' if w[1] == '-t' else 'UDP' if w[1] == '-u' else 'SCTP'}  {w[2]} rr\n" if w[0] == "-A" else f"  -> {w[4]} 0 0 0 0\n"
+
+
 def test_thresholds_golden_files_match_their_rules(tmp_path: Path) -> None:
     """Every real server a golden thresholds file names is in its rules file (else setup.sh
     would never apply it)."""
     found = 0
     for thresholds in CASES.glob("*/expected/*/etc/lvsgen/ipvs.thresholds"):
         rules = thresholds.parent / "ipvsadm.rules"
-        listing = "".join(
-            f"{'TCP' if x.split()[1] == '-t' else 'UDP' if x.split()[1] == '-u' else 'SCTP'}  {x.split()[2]} rr\n"
-            if x.startswith("-A ") else f"  -> {x.split()[4]} 0 0 0 0\n"
-            for x in rules.read_text().splitlines()
-        )
+        listing = "".join(_listed(x) for x in rules.read_text().splitlines())
         (tmp_path / "listing").write_text(listing)
         run = bash('lvs_thresholds_plan "$1" "$2" "$3"', rules, thresholds, tmp_path / "listing")
         assert run.returncode == 0, run.stderr

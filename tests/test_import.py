@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from typer.testing import CliRunner
 
 from cases import ROOT, golden_cases, lvsgen
@@ -59,7 +59,19 @@ def rules_of(cluster: Path, out: Path) -> dict[str, bytes]:
     return {p.parts[-4]: p.read_bytes() for p in sorted(out.glob("*/etc/lvsgen/ipvsadm.rules"))}
 
 
+def no_marks(data: bytes) -> bytes:
+    """A table without its firewall-mark services, which import cannot take (a saved table
+    does not say which ports carry a mark)."""
+    return b"".join(line for line in data.splitlines(True) if not line.startswith((b"-A -f ", b"-a -f ")))
+
+
 def import_and_build(tmp_path: Path, tables: dict[str, Path], document: dict[str, Any]) -> dict[str, bytes]:
+    """Import the tables (without their firewall-mark services) and build the result."""
+    stripped = {}
+    for name, path in tables.items():
+        stripped[name] = tmp_path / f"{name}.no-marks.rules"
+        stripped[name].write_bytes(no_marks(path.read_bytes()))
+    tables = stripped
     args = [f"{name}={path}" for name, path in tables.items()]
     for name in tables:
         args += director_args(document, name)
@@ -99,7 +111,7 @@ def _example_params() -> list[Any]:
 def test_golden_table_round_trip(tmp_path: Path, table: Path, source: Path) -> None:
     director = table.parts[-4]
     rebuilt = import_and_build(tmp_path, {director: table}, json.loads(source.read_text()))
-    assert rebuilt == {director: table.read_bytes()}
+    assert rebuilt == {director: no_marks(table.read_bytes())}
 
 
 @pytest.mark.parametrize(("example", "director"), _example_params())
@@ -107,7 +119,7 @@ def test_example_table_round_trip(tmp_path: Path, example: Path, director: str) 
     built = rules_of(example, tmp_path / "built")
     table = tmp_path / "built" / director / "etc/lvsgen/ipvsadm.rules"
     rebuilt = import_and_build(tmp_path, {director: table}, json.loads(example.read_text()))
-    assert rebuilt == {director: built[director]}
+    assert rebuilt == {director: no_marks(built[director])}
 
 
 @pytest.mark.parametrize("case", golden_cases(), ids=lambda p: p.name)
@@ -115,7 +127,7 @@ def test_all_directors_of_a_case_at_once(tmp_path: Path, case: Path) -> None:
     document = json.loads(next(case.glob("*.json")).read_text())
     tables = {name: case / "expected" / name / "etc/lvsgen/ipvsadm.rules" for name in directors(document)}
     rebuilt = import_and_build(tmp_path, tables, document)
-    assert rebuilt == {name: path.read_bytes() for name, path in tables.items()}
+    assert rebuilt == {name: no_marks(path.read_bytes()) for name, path in tables.items()}
 
 
 @pytest.mark.parametrize("table", GOLDEN_TABLES, ids=lambda p: f"{p.parts[-6]}-{p.parts[-4]}")
@@ -139,7 +151,7 @@ def test_the_order_of_the_saved_lines_does_not_matter(tmp_path: Path, table: Pat
     case = table.parents[4]
     director = table.parts[-4]
     rebuilt = import_and_build(tmp_path, {director: shuffled}, json.loads(next(case.glob("*.json")).read_text()))
-    assert rebuilt == {director: table.read_bytes()}
+    assert rebuilt == {director: no_marks(table.read_bytes())}
 
 
 def test_import_writes_a_readable_cluster_file() -> None:
@@ -218,6 +230,11 @@ def _rules(document: dict[str, Any]) -> dict[str, str]:
 @given(drawn=_valid())
 def test_drawn_clusters_round_trip(drawn: tuple[dict[str, Any], dict[str, Any]]) -> None:
     document, _ = drawn
+    # A saved table cannot say which ports a firewall-mark service's packets come to.
+    for vip in document["vips"].values():
+        vip["services"] = [s for s in vip["services"] if "fwmark" not in s]
+    document["vips"] = {n: v for n, v in document["vips"].items() if v["services"]}
+    assume(document["vips"])
     rules = _rules(document)
     with tempfile.TemporaryDirectory(prefix="lvsgen import ") as tmp:
         args = []
@@ -261,7 +278,7 @@ HOSTILE = [
         "lb1.rules:2: this looks like 'ipvsadm -L -n' output (the listing); save the table with 'ipvsadm -S -n' instead",
     ),
     ("control-character", S + R.replace(" -g", "\x00-g"), "lb1.rules:2: unexpected control character \"\\u0000\": is this the text 'ipvsadm -S -n' printed?"),
-    ("firewall-mark", "-A -f 7 -s rr\n-a -f 7 -r 192.0.2.11:0 -g -w 1\n", "lb1.rules:1: firewall-mark service (-f 7) is not something lvsgen offers" + LEAVE_OUT),
+    ("firewall-mark", "-A -f 7 -s rr\n-a -f 7 -r 192.0.2.11:0 -g -w 1\n", "lb1.rules:1: firewall-mark service (-f 7): a saved table does not say which packets carry mark 7 (the host's firewall rules do); leave this service out of the import (delete its lines) and add it to the cluster file by hand, with \"fwmark\": 7 and the \"ports\" that get the mark"),
     ("one-packet-tcp", S.replace("rr", "rr -o") + R, "lb1.rules:1: -o: one-packet scheduling is for UDP services only (the kernel refuses it for tcp); remove \"one_packet\" or use \"protocol\": \"udp\""),
     ("engine-without-persistence", S.replace("rr", "rr --pe sip") + R, "lb1.rules:1: --pe sip without -p: a persistence engine works on a persistent service; add -p TIMEOUT or drop --pe"),
     ("flag-of-another-scheduler", S.replace("rr", "rr -b sh-port") + R, "lb1.rules:1: -b: \"sh-port\" is a flag of the sh scheduler, and this service uses \"rr\": remove the flag, or set \"scheduler\": \"sh\""),

@@ -229,6 +229,7 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         nets[name] = [Net(ip, net)]
 
     vips: dict[str, Any] = {}
+    marks: set[tuple[str, int, int]] = set()  # (director, family, mark): unique
     for vname in _names(draw, ["www", "api", "v", "x-1-"], draw(st.integers(1, 4))):
         director = draw(st.sampled_from(directors))
         front = nets[director][0].net
@@ -268,6 +269,24 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
                     entry["port"] = port  # allowed under dr and tun: it is no remapping
             entries = draw(st.permutations(entries))
             service: dict[str, Any] = {"port": port, "forwarding": forwarding, "real_servers": entries}
+            if draw(st.integers(0, 4)) == 0:
+                # A firewall-mark service: its ports instead of the port, a mark of its own.
+                mark = draw(st.sampled_from([1, 2, 7, 1 << 31, (1 << 32) - 1]) | st.integers(1, (1 << 32) - 1))
+                while (director, family, mark) in marks:
+                    mark = mark % ((1 << 32) - 1) + 1
+                marks.add((director, family, mark))
+                ports: list[Any] = [port]
+                for _ in range(draw(st.integers(0, 2))):
+                    first = draw(st.integers(1, 65535))
+                    last = min(65535, first + draw(st.sampled_from([0, 1, 9, 99])))
+                    if all((protocol, p) not in taken for p in range(first, last + 1)):
+                        taken.update((protocol, p) for p in range(first, last + 1))
+                        ports.append(first if first == last else f"{first}-{last}")
+                del service["port"]
+                service.update({"fwmark": mark, "ports": draw(st.permutations(ports))})
+                if forwarding != "nat":
+                    for entry in entries:
+                        entry.pop("port", None)
             if protocol != "tcp" or draw(st.booleans()):
                 service["protocol"] = protocol
             if draw(st.booleans()):
@@ -346,7 +365,7 @@ def _service_twice(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) 
 def _port_remap(draw: st.DrawFn, doc: dict[str, Any], notes: dict[str, Any]) -> str:
     vname, index, svc = _any_service(draw, doc)
     svc["forwarding"] = draw(st.sampled_from(["dr", "tun"]))
-    svc["real_servers"][0]["port"] = svc["port"] % 65535 + 1
+    svc["real_servers"][0]["port"] = svc.get("port", 80) % 65535 + 1
     return json_path("vips", vname, "services", index, "real_servers", 0, "port")
 
 
@@ -485,7 +504,7 @@ def _clusters(draw: st.DrawFn) -> Drawn:
 
 # --- what a built tree must look like ---------------------------------------------------------
 _SYSCTL = re.compile(r"[a-z0-9_./-]+ = -?[0-9]+")
-_RULE = re.compile(r"-[Aa] (-t|-u|--sctp-service) \S+ .*")
+_RULE = re.compile(r"-[Aa] (-t|-u|--sctp-service|-f) \S+ .*")
 _INI_KEY = re.compile(r"[A-Z][A-Za-z0-9]*=.*")
 _SECTION = re.compile(r"\[[A-Z][A-Za-z]*\]")
 _MODULE = re.compile(r"[a-z0-9_]+")
@@ -574,29 +593,42 @@ def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
                 assert [line[:2] for line in lines].count("-a") == entries, path
             elif name.startswith(("etc/systemd/network/", "etc/systemd/system/")):
                 _check_ini(name, text)
-            elif name == "etc/lvsgen/forward.nft":
+            elif name == "etc/lvsgen/lvsgen.nft":
                 _check_nft(path, text, document, host.name)
             else:
                 raise AssertionError(f"{path}: no parser for this kind of file; add one to check_tree")
 
 
 def _check_nft(path: Path, text: str, document: dict[str, Any], director: str) -> None:
-    """A NAT director's forwarding policy: one element per distinct NAT real server and port,
-    counted from the input, and nft's own checker (-c loads nothing) accepts it."""
-    assert document["hosts"][director].get("nat_forwarding", "lvs-only") == "lvs-only", path
+    """A director's table inet lvsgen: a NAT forwarding policy with one element per distinct
+    NAT real server and port, counted from the input (ports of firewall-mark services as
+    ranges), one mark rule per firewall-mark service, and nft's own checker (-c loads
+    nothing) accepts it."""
+    policy = document["hosts"][director].get("nat_forwarding", "lvs-only") == "lvs-only"
     replies = set()
+    marks = 0
+    plain = True  # every NAT element is one port, so the elements can be counted
     for vip in document["vips"].values():
         if vip["director"] != director:
             continue
         for svc in vip["services"]:
+            marks += "fwmark" in svc
             if svc["forwarding"] == "nat":
                 for rs in svc["real_servers"]:
                     address = (ipaddress.ip_interface(document["hosts"][rs["host"]]["address"]).ip if "host" in rs
                                else ipaddress.ip_address(rs["address"]))
-                    replies.add((svc.get("protocol", "tcp"), address, rs.get("port", svc["port"])))
-    assert replies, f"{path}: a policy for a director without NAT services"
-    assert len(re.findall(r"^\t\t\t(tcp|udp|sctp) \. \S+ \. \d+,$", text, re.M)) == len(replies), path
-    assert "type filter hook forward priority filter; policy drop;" in text, path
+                    if "fwmark" in svc and "port" not in rs:
+                        plain = False
+                    replies.add((svc.get("protocol", "tcp"), address, rs.get("port", svc.get("port"))))
+    assert marks or (policy and replies), f"{path}: a table for a director without NAT services or marks"
+    assert len(re.findall(r"meta mark set \d+$", text, re.M)) == marks, path
+    if policy and replies:
+        elements = re.findall(r"^\t\t\t(tcp|udp|sctp) \. \S+ \. \d+(-\d+)?,$", text, re.M)
+        if plain:
+            assert len(elements) == len(replies), path
+        assert "type filter hook forward priority filter; policy drop;" in text, path
+    else:
+        assert "hook forward" not in text, path
     nft = shutil.which("nft") or "/usr/sbin/nft"
     if Path(nft).exists():
         run = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True)

@@ -33,6 +33,15 @@ def _default(definition: str, prop: str) -> Any:
     return SCHEMA["$defs"][definition]["properties"][prop]["default"]
 
 
+def _ports(items: list[Any]) -> tuple[int, ...]:
+    """Every port a fwmark service's "ports" covers (show may merge neighbours into a range)."""
+    out: set[int] = set()
+    for item in items:
+        first, last = (item, item) if isinstance(item, int) else map(int, item.split("-"))
+        out.update(range(first, last + 1))
+    return tuple(sorted(out))
+
+
 def _from_input(document: dict[str, Any]) -> dict[str, Any]:
     """What show must say, read straight from the cluster file and the schema's defaults:
     director -> VIP -> [(service, Counter of real servers)]."""
@@ -51,7 +60,9 @@ def _from_input(document: dict[str, Any]) -> dict[str, Any]:
                 }
             key = (
                 svc.get("protocol", _default("service", "protocol")),
-                svc["port"],
+                svc.get("port", 0),
+                svc.get("fwmark"),
+                _ports(svc.get("ports", [])),
                 svc.get("scheduler", _default("service", "scheduler")),
                 svc["forwarding"],
                 json.dumps(persistence, sort_keys=True),
@@ -61,7 +72,7 @@ def _from_input(document: dict[str, Any]) -> dict[str, Any]:
             members = Counter(
                 (
                     str(ipaddress.ip_interface(hosts[rs["host"]]["address"]).ip) if "host" in rs else rs["address"],
-                    rs.get("port", svc["port"]) if svc["forwarding"] == "nat" else svc["port"],
+                    rs.get("port", svc.get("port", 0)) if svc["forwarding"] == "nat" else svc.get("port", 0),
                     rs.get("weight", _default("real_server", "weight")),
                     rs.get("host"),
                 )
@@ -82,6 +93,8 @@ def _from_show(shown: dict[str, Any]) -> dict[str, Any]:
                 key = (
                     svc["protocol"],
                     svc["port"],
+                    svc["fwmark"],
+                    _ports(svc["ports"]),
                     svc["scheduler"],
                     svc["forwarding"],
                     json.dumps(svc["persistence"], sort_keys=True),
@@ -125,8 +138,12 @@ def test_table_is_aligned_and_says_what_the_json_says(case: Path) -> None:
         for vip in director["vips"]:
             for n, svc in enumerate(vip["services"]):
                 p = svc["persistence"]
+                name = f"{svc['protocol']} {_endpoint(vip['address'], svc['port'])}"
+                if svc["fwmark"] is not None:
+                    ports = ",".join(map(str, svc["ports"]))
+                    name = f"fwmark {svc['fwmark']} {svc['protocol']} {_endpoint(vip['address'], 0)[:-2]}:{ports}"
                 head = [
-                    f"{svc['protocol']} {_endpoint(vip['address'], svc['port'])}",
+                    name,
                     svc["scheduler"]
                     + (f" ({','.join(svc['scheduler_flags'])})" if svc["scheduler_flags"] else "")
                     + (" ops" if svc["one_packet"] else ""),

@@ -28,8 +28,15 @@ def addr_port(address: IPAddress, port: int) -> str:
     return f"{text(address)}:{port}"
 
 
+def service_name(svc: Service) -> str:
+    """How ipvsadm names the service: -t 192.0.2.1:80, or -f 1 (-f 1 -6 for IPv6)."""
+    if svc.fwmark is not None:
+        return f"-f {svc.fwmark}" + (" -6" if svc.address.version == 6 else "")
+    return f"{svc.protocol.flag} {addr_port(svc.address, svc.port)}"
+
+
 def service_line(svc: Service) -> str:
-    line = f"-A {svc.protocol.flag} {addr_port(svc.address, svc.port)} -s {svc.scheduler}"
+    line = f"-A {service_name(svc)} -s {svc.scheduler}"
     if svc.persistence is not None:
         line += f" -p {svc.persistence.timeout}"
         full = svc.address.max_prefixlen
@@ -51,7 +58,7 @@ def service_line(svc: Service) -> str:
 
 def dest_line(svc: Service, rs: RealServer) -> str:
     line = (
-        f"-a {svc.protocol.flag} {addr_port(svc.address, svc.port)}"
+        f"-a {service_name(svc)}"
         f" -r {addr_port(rs.address, rs.port)} {svc.forwarding.flag} -w {rs.weight}"
     )
     tunnel = svc.tunnel
@@ -82,7 +89,7 @@ def threshold_lines(services: Sequence[Service]) -> list[str]:
         for rs in svc.real_servers:
             if rs.upper_threshold or rs.lower_threshold:
                 out.append(
-                    f"{svc.protocol.flag} {addr_port(svc.address, svc.port)} -r {addr_port(rs.address, rs.port)}"
+                    f"{service_name(svc)} -r {addr_port(rs.address, rs.port)}"
                     f" -x {rs.upper_threshold} -y {rs.lower_threshold}"
                 )
     return out

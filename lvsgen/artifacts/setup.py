@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from lvsgen.files import FORWARD, HOST_COPY, LIBRARY, MODE_SCRIPT, RULES, SETUP, THRESHOLDS, UNIT, UNIT_NETWORK, File
+from lvsgen.files import HOST_COPY, LIBRARY, MODE_SCRIPT, NFTABLES, RULES, SETUP, THRESHOLDS, UNIT, UNIT_NETWORK, File
 from lvsgen.model import Cluster
 from lvsgen.render import render
 from lvsgen.resources import templates_dir
@@ -54,7 +54,7 @@ def files(cluster: Cluster, state: HostState, head: str, installed: list[File], 
         director=host.is_director,
         rules=RULES,
         thresholds=THRESHOLDS if any(f.path == THRESHOLDS for f in installed) else "",
-        forward=FORWARD if state.forward is not None else "",
+        nftables=NFTABLES if state.forward is not None or state.marks else "",
         table_owned=int(host.owns_ipvs_table),
         drain_timeout=host.drain_timeout,
         timeouts=" ".join(map(str, host.ipvs_timeouts)) if any(host.ipvs_timeouts) else "",

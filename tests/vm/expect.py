@@ -44,36 +44,44 @@ class Cluster:
         for vip_name, vip in self.doc["vips"].items():
             address = str(ipaddress.ip_address(vip["address"]))
             self.vips.append({"name": vip_name, "address": address, "director": vip["director"]})
-            for svc in vip["services"]:
-                if svc.get("forwarding") not in ("dr", "nat", "tun") or "fwmark" in svc:
-                    raise ValueError(f"expect.py covers DR, NAT and TUN services on an address only: {vip_name} {svc}")
-                protocol = svc.get("protocol", DEFAULT_PROTOCOL)
-                members = {}
-                ports = {}
-                unmanaged = []
-                for rs in svc["real_servers"]:
-                    weight = rs.get("weight", DEFAULT_WEIGHT)
-                    if "host" in rs:
-                        members[rs["host"]] = weight
-                        # the port the real server listens on: NAT may remap it
-                        ports[rs["host"]] = rs.get("port", svc["port"]) if svc["forwarding"] == "nat" else svc["port"]
-                    else:
-                        unmanaged.append((rs["address"], weight))
-                self.services.append({
-                    "key": f"{protocol} {address}:{svc['port']}",
-                    "ipvs_key": f"{protocol.upper()} {address if ':' not in address else '[' + address + ']'}:{svc['port']}",
-                    "protocol": protocol,
-                    "vip": address,
-                    "port": svc["port"],
-                    "director": vip["director"],
-                    "forwarding": svc["forwarding"],
-                    "ports": ports,
-                    "scheduler": svc.get("scheduler", DEFAULT_SCHEDULER),
-                    "persistent": "persistence" in svc,
-                    "tunnel": svc.get("tunnel", {}).get("type", "ipip") if svc["forwarding"] == "tun" else None,
-                    "weights": members,  # managed real server -> weight, as written
-                    "unmanaged": unmanaged,
-                })
+            for raw in vip["services"]:
+                if raw.get("forwarding") not in ("dr", "nat", "tun"):
+                    raise ValueError(f"expect.py covers DR, NAT and TUN services only: {vip_name} {raw}")
+                # A firewall-mark service is one entry per port it marks (the first of a range),
+                # each with the mark: every port answers as the service does.
+                ports = [p if isinstance(p, int) else int(p.split("-")[0]) for p in raw["ports"]] if "fwmark" in raw else [raw["port"]]
+                for port in ports:
+                    self._service(vip_name, address, vip, {**raw, "port": port})
+
+    def _service(self, vip_name: str, address: str, vip: dict, svc: dict) -> None:
+        protocol = svc.get("protocol", DEFAULT_PROTOCOL)
+        members = {}
+        ports = {}
+        unmanaged = []
+        for rs in svc["real_servers"]:
+            weight = rs.get("weight", DEFAULT_WEIGHT)
+            if "host" in rs:
+                members[rs["host"]] = weight
+                # the port the real server listens on: NAT may remap it
+                ports[rs["host"]] = rs.get("port", svc["port"]) if svc["forwarding"] == "nat" else svc["port"]
+            else:
+                unmanaged.append((rs["address"], weight))
+        self.services.append({
+            "key": f"{protocol} {address}:{svc['port']}",
+            "ipvs_key": f"{protocol.upper()} {address if ':' not in address else '[' + address + ']'}:{svc['port']}",
+            "protocol": protocol,
+            "vip": address,
+            "port": svc["port"],
+            "director": vip["director"],
+            "forwarding": svc["forwarding"],
+            "ports": ports,
+            "scheduler": svc.get("scheduler", DEFAULT_SCHEDULER),
+            "persistent": "persistence" in svc,
+            "tunnel": svc.get("tunnel", {}).get("type", "ipip") if svc["forwarding"] == "tun" else None,
+            "fwmark": svc.get("fwmark"),
+            "weights": members,  # managed real server -> weight, as written
+            "unmanaged": unmanaged,
+        })
 
     def directors(self) -> list[str]:
         return [name for name, h in self.hosts.items() if h["role"] == "director"]

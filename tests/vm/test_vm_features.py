@@ -23,6 +23,10 @@ option back (these options are not in /proc/net/ip_vs, so this also proves the e
   connection counts until it expires, inactive ones too); with the threshold taken off by
   hand, rr alternates again; setup.sh puts it back (ipvsadm -S never shows thresholds: the
   engine reads ipvsadm -L -n --thresholds).
+- a firewall-mark service (fwmark 7, ports 80 and 8080, persistent): a client keeps one real
+  server across both ports. Negative controls: without persistence (ipvsadm -E by hand), rr
+  spreads the same requests over both real servers; with the table inet lvsgen deleted by hand
+  (no marks), the VIP refuses them; setup.sh puts back each.
 - the director's kernel profile: conn_tab_bits from modprobe.d sizes the connection table
   when setup.sh loads ip_vs; the knobs and proxy_arp as the sysctl.d drop-in says.
 The table the kernel saves equals the rules file line for line, and a second run changes
@@ -32,6 +36,7 @@ nothing. Expectations come from the raw cluster file.
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from pathlib import Path
 
@@ -73,6 +78,8 @@ def topology(cluster: Cluster) -> dict:
     gre = service(cluster, "tcp", "192.0.2.123", 81)
     gue_csum = service(cluster, "tcp", "192.0.2.123", 82)
     gue_remcsum = service(cluster, "tcp", "192.0.2.123", 83)
+    mark80 = service(cluster, "tcp", "192.0.2.124", 80)
+    mark8080 = service(cluster, "tcp", "192.0.2.124", 8080)
 
     def item(svc: dict, n: int, key: str | None = None, payload: str | None = None) -> dict:
         out = {"key": key or svc["key"], "protocol": svc["protocol"], "vip": svc["vip"], "port": svc["port"], "n": n}
@@ -93,6 +100,10 @@ def topology(cluster: Cluster) -> dict:
             "tunnels": {"item": item(gue, 4), "port": 6080, "victim": "rs1"},
             "thresholds": {"vip_port": f"{limited['vip']}:{limited['port']}", "item": item(limited, 6),
                            "limited": f"{own['rs1']}:{limited['port']}"},
+            # requests alternate between the two ports the mark groups
+            "fwmark": {"mark": str(mark80["fwmark"]),
+                       "items": [item(s, 1, f"{stage} {n} {s['port']}") for stage in ("first", "off", "no-table", "healed")
+                                 for n in range(3) for s in (mark80, mark8080)]},
             "sip": {"vip_port": f"{sip['vip']}:{sip['port']}", "items": sip_items("a", "b"),
                     "items_off": sip_items("c", "d"), "items_healed": sip_items("e", "f")},
         },
@@ -216,3 +227,29 @@ def test_negative_control_a_closed_gue_port_fails_its_turns_until_setup_opens_it
     heal = r["gue_heal"]["rs1"]
     assert heal["rc"] == 0 and "+ ip fou add port 6080 gue" in heal["output"], heal
     assert sorted(r["gue_healed"][key]) == ["rs1", "rs1", "rs2", "rs2"], r["gue_healed"]
+
+
+def test_a_firewall_mark_service_keeps_a_client_on_one_real_server_across_its_ports(features_run):
+    r = features_run["r"]
+    fw = r["fwmark"]
+    assert "tcp dport { 80, 8080 } meta mark set 0x00000007" in fw["nft"], fw["nft"]
+    got = fw["answers"]
+
+    def stage(name: str) -> list[str]:
+        return [a for key, answers in sorted(got.items()) if key.startswith(name + " ") for a in answers]
+
+    first = stage("first")
+    assert len(first) == 6 and len(set(first)) == 1 and first[0] in ("rs1", "rs2"), got  # both ports, one server
+    # negative control: the same requests without persistence go to both real servers
+    assert sorted(set(stage("off"))) == ["rs1", "rs2"], got
+    assert "+ ipvsadm -E -f 7 -s rr -p 300" in fw["heal_persistence"]["lb"]["output"], fw["heal_persistence"]
+    # negative control: without the marks (the table deleted by hand), nothing takes the packets
+    assert all(a.startswith("ERR") for a in stage("no-table")), got
+    heal = fw["heal_table"]["lb"]
+    assert heal["rc"] == 0 and "+ nft -f /etc/lvsgen/lvsgen.nft" in heal["output"], heal
+    healed = stage("healed")
+    assert len(healed) == 6 and len(set(healed)) == 1 and not healed[0].startswith("ERR"), got
+    # the FWM lines of 'ipvsadm -L -n --thresholds': rs2's threshold is there, and every later
+    # run found nothing to do (test_the_saved_table_is_the_rules_file_and_a_second_run_changes_nothing)
+    assert "FWM  7 rr persistent 300" in fw["thresholds"], fw["thresholds"]
+    assert re.search(r"^  -> 192\.0\.2\.12:0 +50 +0 ", fw["thresholds"], re.M), fw["thresholds"]

@@ -655,6 +655,21 @@ def phase_features():
     r["th_off"] = client([th["item"]])
     r["th_heal"] = run_setups(main, "setup.sh after the threshold was taken off")
     r["th_healed"] = client([th["item"]])
+    # a firewall-mark service: one client, one real server, across the ports the mark groups
+    fw = f["fwmark"]
+    items = {stage: [i for i in fw["items"] if i["key"].startswith(stage + " ")] for stage in ("first", "off", "no-table", "healed")}
+    res = {"nft": in_host(director, ["nft", "list", "table", "inet", "lvsgen"], check=False).stdout,
+           "thresholds": ipvsadm("-L", "-n", "--thresholds").stdout}
+    answers = client(items["first"])
+    ipvsadm("-E", "-f", fw["mark"], "-s", "rr")  # no persistence
+    answers.update(client(items["off"]))
+    res["heal_persistence"] = run_setups(main, "setup.sh after persistence was taken off the mark service")
+    in_host(director, ["nft", "delete", "table", "inet", "lvsgen"])
+    answers.update(client(items["no-table"]))
+    res["heal_table"] = run_setups(main, "setup.sh after the marks were deleted")
+    answers.update(client(items["healed"]))
+    res["answers"] = answers
+    r["fwmark"] = res
     # the SIP persistence engine
     sip = f["sip"]
     r["sip"] = client(sip["items"])

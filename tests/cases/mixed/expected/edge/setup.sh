@@ -17,9 +17,9 @@ LVS_CLUSTER='mixed'
 
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
-  'etc/lvsgen/forward.nft 0644'
   'etc/lvsgen/ipvs.thresholds 0644'
   'etc/lvsgen/ipvsadm.rules 0644'
+  'etc/lvsgen/lvsgen.nft 0644'
   'etc/modules-load.d/lvsgen.conf 0644'
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/network/10-lvsgen-lvs0.netdev 0644'
@@ -68,8 +68,9 @@ LVS_TIMEOUTS='7200 60 0'
 LVS_CONN_TAB_BITS=''
 # Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
 LVS_SYNC=('master eth1 3 0' 'backup eth0 3 1400')
-# A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
-LVS_NFT='etc/lvsgen/forward.nft'
+# The nftables table inet lvsgen (a NAT director's forwarding policy, the firewall marks of
+# firewall-mark services): the file loaded with 'nft -f' ('' for none).
+LVS_NFT='etc/lvsgen/lvsgen.nft'
 # Boot units (host-folder paths): setup.sh installs and enables them.
 LVS_UNITS=('etc/systemd/system/lvsgen.service' 'etc/systemd/system/lvsgen-network.service')
 

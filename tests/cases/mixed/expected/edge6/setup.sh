@@ -17,14 +17,16 @@ LVS_CLUSTER='mixed'
 
 # Files: host-folder path and mode; each is installed at /<path>.
 LVS_FILES=(
+  'etc/lvsgen/ipvs.thresholds 0644'
   'etc/lvsgen/ipvsadm.rules 0644'
+  'etc/lvsgen/lvsgen.nft 0644'
   'etc/modprobe.d/lvsgen.conf 0644'
   'etc/modules-load.d/lvsgen.conf 0644'
   'etc/sysctl.d/99-zz-lvsgen.conf 0644'
   'etc/systemd/system/lvsgen-network.service 0644'
   'etc/systemd/system/lvsgen.service 0644'
 )
-LVS_MODULES=('ip_vs' 'ip_vs_mh')
+LVS_MODULES=('ip_vs' 'ip_vs_mh' 'ip_vs_sh' 'nf_tables')
 # Sysctls, set before any VIP appears, so a real server never answers ARP for one.
 LVS_SYSCTLS=(
   'net/ipv4/conf/eth0.100/proxy_arp 0'
@@ -53,7 +55,7 @@ LVS_ROUTES=()
 # The IPVS table, and how it is changed.
 LVS_RULES='etc/lvsgen/ipvsadm.rules'
 # Connection thresholds ('ipvsadm -S' does not print them), applied and checked apart ('' for none).
-LVS_THRESHOLDS=''
+LVS_THRESHOLDS='etc/lvsgen/ipvs.thresholds'
 LVS_TABLE_OWNED='1'
 LVS_DRAIN_TIMEOUT='60'
 # IPVS timeouts, ipvsadm --set tcp tcpfin udp in seconds (0 keeps the kernel's value; '' for none).
@@ -62,8 +64,9 @@ LVS_TIMEOUTS=''
 LVS_CONN_TAB_BITS='16'
 # Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
 LVS_SYNC=()
-# A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
-LVS_NFT=''
+# The nftables table inet lvsgen (a NAT director's forwarding policy, the firewall marks of
+# firewall-mark services): the file loaded with 'nft -f' ('' for none).
+LVS_NFT='etc/lvsgen/lvsgen.nft'
 # Boot units (host-folder paths): setup.sh installs and enables them.
 LVS_UNITS=('etc/systemd/system/lvsgen.service' 'etc/systemd/system/lvsgen-network.service')
 

@@ -62,7 +62,8 @@ LVS_TIMEOUTS=''
 LVS_CONN_TAB_BITS=''
 # Connection sync daemons: state, interface, syncid, maxlen (0: the kernel's choice).
 LVS_SYNC=()
-# A NAT director's forwarding policy: nftables file loaded as table inet lvsgen ('' for none).
+# The nftables table inet lvsgen (a NAT director's forwarding policy, the firewall marks of
+# firewall-mark services): the file loaded with 'nft -f' ('' for none).
 LVS_NFT=''
 # Boot units (host-folder paths): setup.sh installs and enables them.
 LVS_UNITS=('etc/systemd/system/lvsgen.service')

@@ -25,7 +25,8 @@
 #   LVS_TABLE_OWNED 1: every IPVS service this file does not describe is removed;
 #                   0: only services lvsgen added are (the rest belong to someone else)
 #   LVS_DRAIN_TIMEOUT seconds to wait for a removed real server's active connections to end
-#   LVS_NFT        host-folder path of a NAT director's nftables forwarding policy, or ''
+#   LVS_NFT        host-folder path of the nftables table inet lvsgen (a NAT director's
+#                  forwarding policy, the marks of firewall-mark services), or ''
 #
 # Exit status: 0 done (or, with --dry-run, nothing to do); 2 with --dry-run when changes are
 # pending; 1 on any error, with the step that failed named.
@@ -174,7 +175,7 @@ lvs_preflight() {
     command -v ipvsadm >/dev/null || problems+=("'ipvsadm' not found: install the ipvsadm package")
   fi
   if [[ -n ${LVS_NFT:-} ]]; then
-    command -v nft >/dev/null || problems+=("'nft' not found: install the nftables package (or set \"nat_forwarding\": \"host\" in the cluster file)")
+    command -v nft >/dev/null || problems+=("'nft' not found: install the nftables package (lvsgen's table inet lvsgen holds the NAT forwarding policy and the marks of firewall-mark services)")
   fi
   local actual=${HOSTNAME:-}
   [[ -n $actual ]] || actual=$(uname -n)
@@ -463,21 +464,21 @@ lvs_sysctls() {
   done
 }
 
-# --- a NAT director's forwarding policy ---------------------------------------------------------------
-# The nftables table inet lvsgen, loaded by one 'nft -f' (one transaction that replaces the
+# --- the nftables table inet lvsgen: NAT forwarding policy, firewall marks -----------------------------------
+# The table, loaded by one 'nft -f' (one transaction that replaces the
 # whole table). Nothing is done when the file is the one this boot loaded last and the
 # kernel still lists the table as it did right after; anything else (a reboot, a changed
 # file, a hand edit of the table, a deleted table) loads it again. One 'nft' process when
 # nothing changed.
 LVS_NFT_NAME='inet lvsgen'
-lvs_forward() {
+lvs_nftables() {
   [[ -n ${LVS_NFT:-} ]] || return 0
-  lvs_step forward
+  lvs_step nftables
   local want='' loaded='' listed='' now
   IFS= read -r -d '' want <"$LVS_HERE/$LVS_NFT" || true
-  if [[ -f $LVSGEN_RUN/forward.nft && -f $LVSGEN_RUN/forward.list ]]; then
-    IFS= read -r -d '' loaded <"$LVSGEN_RUN/forward.nft" || true
-    IFS= read -r -d '' listed <"$LVSGEN_RUN/forward.list" || true
+  if [[ -f $LVSGEN_RUN/table.nft && -f $LVSGEN_RUN/table.list ]]; then
+    IFS= read -r -d '' loaded <"$LVSGEN_RUN/table.nft" || true
+    IFS= read -r -d '' listed <"$LVSGEN_RUN/table.list" || true
     if [[ $want == "$loaded" && -n $listed ]]; then
       # shellcheck disable=SC2086 # family and name, two words
       now=$(nft -s list table $LVS_NFT_NAME 2>/dev/null) || now=
@@ -488,9 +489,9 @@ lvs_forward() {
   lvs_run nft -f "/$LVS_NFT"
   ((LVS_DRY_RUN)) && return 0
   [[ -d $LVSGEN_RUN ]] || mkdir -p -- "$LVSGEN_RUN"
-  printf '%s' "$want" >"$LVSGEN_RUN/forward.nft"
+  printf '%s' "$want" >"$LVSGEN_RUN/table.nft"
   # shellcheck disable=SC2086
-  nft -s list table $LVS_NFT_NAME >"$LVSGEN_RUN/forward.list" || lvs_die "'nft -s list table $LVS_NFT_NAME' failed right after the load"
+  nft -s list table $LVS_NFT_NAME >"$LVSGEN_RUN/table.list" || lvs_die "'nft -s list table $LVS_NFT_NAME' failed right after the load"
 }
 
 # --- devices, addresses, routes ------------------------------------------------------------------------
@@ -728,7 +729,7 @@ lvs_remove_stale() {
           if nft list table ${fields[1]} >/dev/null 2>&1; then
             lvs_run nft delete table ${fields[1]}
           fi
-          ((LVS_DRY_RUN)) || rm -f -- "$LVSGEN_RUN/forward.nft" "$LVSGEN_RUN/forward.list"
+          ((LVS_DRY_RUN)) || rm -f -- "$LVSGEN_RUN/table.nft" "$LVSGEN_RUN/table.list"
           ;;
         link | file)
           if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
@@ -1335,8 +1336,8 @@ file == 2 && NF > 0 && $1 !~ /^#/ {  # the thresholds file: SERVICE -r SERVER -x
   for (i = 1; $i != "-r"; i++) ; k = $1; for (j = 2; j < i; j++) k = k " " $j
   WANT[k " " $(i + 1)] = $(i + 3) " " $(i + 5); next
 }
-file == 3 && $1 != "->" {  # the listing: a service line ("TCP  192.0.2.1:80 rr ...")
-  svc = ($1 == "TCP") ? "-t " $2 : ($1 == "UDP") ? "-u " $2 : ($1 == "SCTP") ? "--sctp-service " $2 : ""
+file == 3 && $1 != "->" {  # the listing: a service line ("TCP  192.0.2.1:80 rr ...", "FWM  1 IPv6 rr")
+  svc = ($1 == "TCP") ? "-t " $2 : ($1 == "UDP") ? "-u " $2 : ($1 == "SCTP") ? "--sctp-service " $2 : ($1 == "FWM") ? "-f " $2 ($3 == "IPv6" ? " -6" : "") : ""
   next
 }
 file == 3 && $1 == "->" && $2 != "RemoteAddress:Port" && svc != "" {
@@ -1418,7 +1419,7 @@ lvsgen_main() {
   # its services exist, at boot or on a first run.
   if ((LVS_BOOT)); then
     lvs_modules
-    lvs_forward
+    lvs_nftables
     lvs_sysctls
     lvs_timeouts
     lvs_ipvs
@@ -1434,7 +1435,7 @@ lvsgen_main() {
     lvs_files
     lvs_enable_unit
     lvs_modules
-    lvs_forward
+    lvs_nftables
     lvs_sysctls
     lvs_timeouts
     lvs_ipvs
