@@ -1395,6 +1395,20 @@ def test_loading_an_empty_table_plans_the_whole_file_and_records_its_services(tm
     assert sorted(lines((out / "services.before").read_text())) == sorted(services + ["-t 10.9.9.9:80"])
 
 
+def test_loading_an_empty_table_forgets_an_earlier_plans_waits_and_removals(tmp_path: Path) -> None:
+    """A run that removed a real server, then a flushed table (ipvsadm -C, ip_vs reloaded) in
+    the same boot: the next run loads the file and must not replay the old -d line."""
+    desired = tmp_path / "desired"
+    desired.write_text(DESIRED)
+    out = tmp_path / "plan"
+    out.mkdir()
+    (out / "W").write_text("-t 10.0.0.5:80 10.0.0.11:80\n")
+    (out / "R").write_text("-d -t 10.0.0.5:80 -r 10.0.0.11:80\n")
+    run = bash('LVS_HOST=lb LVS_DRY_RUN=0; lvs_ipvs_load "$1" "$2"', desired, out, LVSGEN_STATE=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (out / "W").read_text() == "" and (out / "R").read_text() == ""
+
+
 @pytest.mark.parametrize("extra", ["# a comment\n", "\n", "ipvsadm -A -t 10.0.0.5:80 -s rr\n"])
 def test_a_file_with_other_lines_is_left_to_the_plan(tmp_path: Path, extra: str) -> None:
     desired = tmp_path / "d"

@@ -1247,6 +1247,10 @@ lvs_ipvs_empty() {
 lvs_ipvs_load() {
   local desired=$1 dir=$2 recorded=$LVSGEN_STATE/ipvs-services
   [[ -d $dir ]] || mkdir -p -- "$dir"
+  # Nothing to wait for and nothing to remove: the files of an earlier run's plan must not be
+  # replayed on this table.
+  : >"$dir/W"
+  : >"$dir/R"
   [[ -f $recorded ]] || recorded=/dev/null
   LVS_COUNTS=$(LC_ALL=C awk -v dir="$dir" -v desired="$desired" -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" '
     file == 3 { if ($0 != "") rec[$0] = 1; next }
