@@ -1686,3 +1686,52 @@ def test_thresholds_golden_files_match_their_rules(tmp_path: Path) -> None:
         assert len(lines(run.stdout)) == len(lines(thresholds.read_text())), (thresholds, run.stdout)
         found += 1
     assert found, "no golden case has thresholds"
+
+
+# --- options /proc cannot show, on the live side ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("marker", [True, False])
+def test_options_proc_cannot_show_are_read_with_ipvsadm_while_the_table_had_them(tmp_path: Path, marker: bool) -> None:
+    """The file took -b sh-port off, so it is all /proc can show; the live table still has it,
+    and /proc shows the service as if it had not. With the marker (the table lvsgen put right
+    last had such options) the engine reads 'ipvsadm -S -n' and plans the -E; without it,
+    /proc is believed, which is why lvs_ipvs keeps the marker."""
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER + "TCP  C0000264:0050 sh \n  -> C000020B:0050      Route   1      0          0         \n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ipvsadm").write_text(
+        "#!/bin/bash\n"
+        'if [[ $* == "-S -n" ]]; then printf "%s\\n" "-A -t 192.0.2.100:80 -s sh -b sh-port" "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -g -w 1"; exit 0; fi\n'
+        "exit 2\n"
+    )
+    (bin_dir / "ipvsadm").chmod(0o755)
+    desired = tmp_path / "desired"
+    desired.write_text("-A -t 192.0.2.100:80 -s sh\n-a -t 192.0.2.100:80 -r 192.0.2.11:80 -g -w 1\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    if marker:
+        (state / "ipvs-hidden").write_text("")
+    run = bash(
+        'PATH=$BIN:$PATH LVS_HOST=lb LVS_DRY_RUN=0 LVS_TABLE_OWNED=1; lvs_ipvs_diff "$1" 0 "$2"; echo "$LVS_COUNTS $LVS_IPVS_HIDDEN"; cat "$2/plan"',
+        desired, tmp_path / "plan", BIN=bin_dir, LVSGEN_PROC_IPVS=proc, LVSGEN_STATE=state, LVSGEN_RUN=tmp_path / "run",
+    )
+    assert run.returncode == 0, run.stderr
+    if marker:
+        assert lines(run.stdout) == ["1 0 0 0 0 0", "A -E -t 192.0.2.100:80 -s sh"]
+    else:
+        assert lines(run.stdout) == ["0 0 0 0 0 0"]
+
+
+@pytest.mark.parametrize(("hidden", "before", "after"), [(1, False, True), (1, True, True), (0, True, False), (0, False, False)])
+def test_the_marker_follows_the_file_the_table_was_put_right_with(tmp_path: Path, hidden: int, before: bool, after: bool) -> None:
+    state = tmp_path / "state"
+    if before:
+        state.mkdir()
+        (state / "ipvs-hidden").write_text("")
+    run = bash("LVS_DRY_RUN=0 LVS_IPVS_HIDDEN=$1; lvs_ipvs_hidden_mark", str(hidden), LVSGEN_STATE=state)
+    assert run.returncode == 0, run.stderr
+    assert (state / "ipvs-hidden").exists() == after
+    dry = bash("LVS_DRY_RUN=1 LVS_IPVS_HIDDEN=$1; lvs_ipvs_hidden_mark", str(1 - hidden), LVSGEN_STATE=state)
+    assert dry.returncode == 0 and (state / "ipvs-hidden").exists() == after  # a dry run changes nothing

@@ -1161,6 +1161,11 @@ lvs_learn_hz() { # SAVED: from a fresh 'ipvsadm -S -n' and /proc, work out HZ
 # lvs_ipvs_diff DESIRED DRAIN DIR [ONLY]: the delta between DESIRED and the live table, split into
 # DIR (see LVS_AWK_PLAN); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
 # same awk process when /proc can show everything DESIRED says, else with 'ipvsadm -S -n'.
+# /proc cannot show the same options on the live side either: a table lvsgen loaded from a file
+# with such options (the marker $LVSGEN_STATE/ipvs-hidden, kept by lvs_ipvs) is read with
+# 'ipvsadm -S -n' until a run has put the table right without them, or a change that takes
+# them away would look like no change. Sets LVS_IPVS_HIDDEN to 1 when DESIRED has them.
+LVS_IPVS_HIDDEN=0
 lvs_ipvs_diff() {
   local desired=$1 drain=$2 dir=$3 only=${4:-} rc=0 recorded=$LVSGEN_STATE/ipvs-services
   [[ -d $dir ]] || mkdir -p -- "$dir"
@@ -1173,7 +1178,9 @@ lvs_ipvs_diff() {
   : >"$dir/services.after"
   : >"$dir/touched"
   [[ -f $recorded ]] || recorded=/dev/null
-  if [[ -r $LVSGEN_PROC_IPVS ]]; then
+  if [[ -e $LVSGEN_STATE/ipvs-hidden && -r $LVSGEN_PROC_IPVS ]]; then
+    lvs_ipvs_proc_can_show "$desired" || LVS_IPVS_HIDDEN=1
+  elif [[ -r $LVSGEN_PROC_IPVS ]]; then
     lvs_kernel_hz
     # The fingerprint (see LVS_AWK_PLAN), kept per boot, keyed by the desired file's sum
     # (known when lvs_files inspected it) and everything else the comparison depended on.
@@ -1185,6 +1192,7 @@ lvs_ipvs_diff() {
     LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir" "$only") || rc=$?
     ((rc == 0)) && return 0
     ((rc == 3 || rc == 4 || rc == 5)) || lvs_die "cannot read $desired or the IPVS table (see above)"
+    ((rc == 5)) && LVS_IPVS_HIDDEN=1
     : >"$dir/plan" # a fallback: start over
   elif ((LVS_DRY_RUN)); then
     # ip_vs is not loaded, so the table is empty (loading it would be a change).
@@ -1279,7 +1287,10 @@ lvs_ipvs() {
   fi
   local -a c
   read -r -a c <<<"$LVS_COUNTS"
-  ((c[0] + c[1] + c[2] > 0)) || return 0
+  if ((c[0] + c[1] + c[2] == 0)); then
+    lvs_ipvs_hidden_mark
+    return 0
+  fi
   LVS_CHANGES=$((LVS_CHANGES + c[0] + c[2]))
   lvs_print_file "$w/show"
   ((LVS_DRY_RUN)) && return 0
@@ -1319,7 +1330,22 @@ lvs_ipvs() {
   if ((c[4] > 0)); then
     mv -f -- "$w/services.after" "$LVSGEN_STATE/ipvs-services"
   fi
+  lvs_ipvs_hidden_mark
   return 0
+}
+
+# The marker (see lvs_ipvs_diff): there while the table lvsgen put right has options /proc
+# cannot show; set when the verify read such a file, gone once one without them was put right.
+lvs_ipvs_hidden_mark() {
+  local marker=$LVSGEN_STATE/ipvs-hidden
+  ((LVS_DRY_RUN)) && return 0
+  if ((LVS_IPVS_HIDDEN)); then
+    [[ -e $marker ]] && return 0
+    [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
+    : >"$marker"
+  elif [[ -e $marker ]]; then
+    rm -f -- "$marker"
+  fi
 }
 
 # --- connection thresholds ---------------------------------------------------------------------------------
