@@ -49,10 +49,9 @@ _FORWARDING = {"-g": "dr", "-m": "nat", "-i": "tun"}
 _PROTOCOL = {"-t": "tcp", "-u": "udp", "--sctp-service": "sctp"}
 _NOT_EXPRESSIBLE = "; a cluster file cannot describe it: leave this service out of the import (delete its lines) and set \"owns_ipvs_table\": false on the director, so that setup.sh leaves it alone"
 _SERVICE_UNSUPPORTED: dict[str, str] = {}
-_SERVER_UNSUPPORTED = {
-    "-x": "an upper connection threshold (-x) in a saved table",
-    "-y": "a lower connection threshold (-y) in a saved table",
-}
+_SERVER_UNSUPPORTED: dict[str, str] = {}
+# Below a service's tunnel, which its first real server's line gave.
+_TUNNEL_OPTION = {"type": "--tun-type", "port": "--tun-port", "checksum": "--tun-nocsum/--tun-csum/--tun-remcsum"}
 # A problem the checks report at a JSON path below a real server or service: the option of
 # the line that gave that field.
 _FIELD_OPTION = {
@@ -184,7 +183,8 @@ def _options(words: tuple[str, ...], arity: dict[str, int], unsupported: dict[st
     while i < len(words):
         word = words[i]
         if word in ("-x", "-y"):
-            problems.add(source, number, f"{unsupported[word]}: 'ipvsadm -S' never prints thresholds, so this line was not saved by it; delete {word} here and give the real server \"upper_threshold\"/\"lower_threshold\" in the cluster file")
+            what = {"-x": "an upper connection threshold (-x)", "-y": "a lower connection threshold (-y)"}[word]
+            problems.add(source, number, f"{what} in a saved table: 'ipvsadm -S' never prints thresholds, so this line was not saved by it; delete {word} here and give the real server \"upper_threshold\"/\"lower_threshold\" in the cluster file")
             return None
         if word in unsupported:
             problems.add(source, number, f"{unsupported[word]} is not something lvsgen offers" + _NOT_EXPRESSIBLE)
@@ -420,6 +420,8 @@ def draft(sources: list[Source], texts: list[str], directors: dict[str, Director
             where[schema.json_path(["vips", name, "services", index])] = f"{origin}:{svc.line.number}"
             for position, line in enumerate(svc.servers):
                 where[schema.json_path(["vips", name, "services", index, "real_servers", position])] = f"{origin}:{line.number}"
+            if svc.servers:  # the tunnel options are on the real servers' lines; the first one's gave it
+                where[schema.json_path(["vips", name, "services", index, "tunnel"])] = f"{origin}:{svc.servers[0].number}"
     document = {"cluster": cluster, "hosts": hosts, "vips": document_vips}
     return Draft(document, where, tables, problems.messages([s.name for s in sources]))
 
@@ -442,7 +444,8 @@ def _locate(problem: Problem, where: dict[str, str]) -> str:
     place = where[path]
     if place.startswith("--"):
         return f"lvsgen: import: {place}: {problem.message}"
-    option = next((_FIELD_OPTION[f] for f in reversed(fields) if f in _FIELD_OPTION), None)
+    table = _TUNNEL_OPTION if path.endswith(".tunnel") else _FIELD_OPTION
+    option = next((table[f] for f in reversed(fields) if f in table), "--tun-type" if table is _TUNNEL_OPTION else None)
     return f"{place}: " + (f"{option}: " if option else "") + problem.message
 
 

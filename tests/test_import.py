@@ -283,6 +283,9 @@ HOSTILE = [
     ("engine-without-persistence", S.replace("rr", "rr --pe sip") + R, "lb1.rules:1: --pe sip without -p: a persistence engine works on a persistent service; add -p TIMEOUT or drop --pe"),
     ("flag-of-another-scheduler", S.replace("rr", "rr -b sh-port") + R, "lb1.rules:1: -b: \"sh-port\" is a flag of the sh scheduler, and this service uses \"rr\": remove the flag, or set \"scheduler\": \"sh\""),
     ("long-option", S.replace("rr", "rr --ops") + R, "lb1.rules:1: unknown option \"--ops\": lvsgen imports the options 'ipvsadm -S -n' prints for what a cluster file can describe (--pe, -M, -b, -o, -p, -s)"),
+    ("bad-tunnel-type", S + R.replace("-g -w 1", "-i -w 1 --tun-type foo"), "lb1.rules:2: --tun-type: 'foo' is not one of ['ipip', 'gue', 'gre']"),
+    ("bad-tunnel-port", S + R.replace("-g -w 1", "-i -w 1 --tun-type gue --tun-port 0 --tun-nocsum"), "lb1.rules:2: --tun-port: 0 is less than the minimum of 1"),
+    ("threshold-on-a-service", S.replace("-s rr", "-s rr -y 5") + R, "lb1.rules:1: a lower connection threshold (-y) in a saved table: 'ipvsadm -S' never prints thresholds, so this line was not saved by it; delete -y here and give the real server \"upper_threshold\"/\"lower_threshold\" in the cluster file"),
     ("threshold", S + R.replace("-w 1", "-w 1 -x 100"), "lb1.rules:2: an upper connection threshold (-x) in a saved table: 'ipvsadm -S' never prints thresholds, so this line was not saved by it; delete -x here and give the real server \"upper_threshold\"/\"lower_threshold\" in the cluster file"),
     (
         "two-tunnels",
