@@ -1458,7 +1458,7 @@ def test_timeouts_are_set_only_when_they_differ_and_recorded(tmp_path: Path, now
                BIN=bin_dir, STATE=state, LVSGEN_PROC_IPVS=proc)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "timeouts").read_text().split() == after.split()
-    assert ("+ ipvsadm --set " + want in run.stdout) == ran, run.stdout
+    assert ("+ ipvsadm --set " + after in run.stdout) == ran, run.stdout  # all three, as they must be
     assert run.stdout.endswith(f"changes={int(ran)}\n")
     record = (state / "record").read_text() if (state / "record").exists() else ""
     assert (f"timeouts\tset\t{now}\t{after}\n" in record) == ran, record
@@ -1479,6 +1479,22 @@ def test_timeouts_put_back_when_the_file_drops_them(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "timeouts").read_text().split() == ["900", "120", "300"]
     assert "timeouts" not in (state / "record").read_text()
+
+
+def test_a_timeout_the_file_stops_giving_goes_back_to_the_hosts_own(tmp_path: Path) -> None:
+    """{"tcp": 60}, then {"udp": 20}: tcp is no longer the file's, so it is the host's 900 again
+    (not lvsgen's 60 forever, or 900 only after the next boot)."""
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER)
+    bin_dir = _fake_ipvsadm(tmp_path, "900 120 300")
+    env = {"BIN": bin_dir, "STATE": tmp_path / "state", "LVSGEN_PROC_IPVS": proc}
+    assert bash(TIMEOUTS + "LVS_TIMEOUTS='60 0 0'; lvs_timeouts; lvs_record_save", **env).returncode == 0
+    assert (tmp_path / "timeouts").read_text().split() == ["60", "120", "300"]
+    run = bash(TIMEOUTS + "LVS_TIMEOUTS='0 0 20'; lvs_timeouts; lvs_record_save", **env)
+    assert run.returncode == 0 and "+ ipvsadm --set 900 120 20" in run.stdout, run.stdout + run.stderr
+    assert (tmp_path / "timeouts").read_text().split() == ["900", "120", "20"]
+    again = bash(TIMEOUTS + "LVS_TIMEOUTS='0 0 20'; lvs_timeouts", **env)
+    assert again.returncode == 0 and "--set" not in again.stdout, again.stdout
 
 
 def test_timeouts_changed_by_hand_since_are_left_alone_on_removal(tmp_path: Path) -> None:
@@ -1503,7 +1519,7 @@ def test_timeouts_the_kernel_does_not_take_stop_the_run(tmp_path: Path) -> None:
     run = bash(TIMEOUTS + "LVS_TIMEOUTS='60 0 0'; lvs_step timeouts; lvs_timeouts",
                BIN=bin_dir, STATE=tmp_path / "state", LVSGEN_PROC_IPVS=proc)
     assert run.returncode != 0
-    assert "error in step timeouts" in run.stderr and "900 120 300 after 'ipvsadm --set 60 0 0', not 60 120 300" in run.stderr
+    assert "error in step timeouts" in run.stderr and "900 120 300 after 'ipvsadm --set 60 120 300', not 60 120 300" in run.stderr
 
 
 # --- connection sync daemons, against a fake ipvsadm that keeps them in a file -----------------------------------

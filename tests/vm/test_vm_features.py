@@ -187,7 +187,7 @@ def test_timeouts_are_set_and_put_back(features_run):
     assert r["timeouts"] == "Timeout (tcp tcpfin udp): 600 120 60", r["timeouts"]  # tcpfin: the kernel's
     assert r["timeouts_by_hand"] == "Timeout (tcp tcpfin udp): 900 120 300"
     heal = r["timeouts_heal"]["lb"]
-    assert heal["rc"] == 0 and "+ ipvsadm --set 600 0 60" in heal["output"], heal
+    assert heal["rc"] == 0 and "+ ipvsadm --set 600 120 60" in heal["output"], heal
     assert r["timeouts_healed"] == r["timeouts"]
 
 

@@ -769,30 +769,31 @@ lvs_timeouts() {
   fi
   lvs_timeouts_read
   read -r -a have <<<"$LVS_TIMEOUTS_NOW"
-  local i differ=0
-  for i in 0 1 2; do
-    ((want[i] == 0 || want[i] == have[i])) || differ=1
-  done
-  ((differ)) || return 0
-  # The values the host had before lvsgen first set them, to put back when the file drops them.
+  # The values the host had before lvsgen first set them, to put back when the file drops them:
+  # one the file leaves out (0) goes back to the host's own value once lvsgen has set it, and is
+  # the kernel's as it is when lvsgen has never touched the timeouts.
   local old=${LVS_REC[timeouts$'\t'set]-}
+  local -a orig
   if [[ -n $old ]]; then
     IFS=$'\t' read -r _ _ old _ <<<"$old"
   else
     old=$LVS_TIMEOUTS_NOW
   fi
-  local new=() v
+  read -r -a orig <<<"$old"
+  local i new=() v differ=0
   for i in 0 1 2; do
     v=${want[i]}
-    ((v != 0)) || v=${have[i]}
+    ((v != 0)) || v=${orig[i]:-${have[i]}}
+    ((v == have[i])) || differ=1
     new+=("$v")
   done
+  ((differ)) || return 0
   lvs_record_add timeouts set "$old" "${new[*]}"
-  lvs_run ipvsadm --set "${want[@]}"
+  lvs_run ipvsadm --set "${new[@]}"
   ((LVS_DRY_RUN)) && return 0
   lvs_timeouts_read
   [[ $LVS_TIMEOUTS_NOW == "${new[*]}" ]] ||
-    lvs_die "the IPVS timeouts are $LVS_TIMEOUTS_NOW after 'ipvsadm --set ${want[*]}', not ${new[*]}"
+    lvs_die "the IPVS timeouts are $LVS_TIMEOUTS_NOW after 'ipvsadm --set ${new[*]}', not ${new[*]}"
 }
 
 # --- connection sync daemons ------------------------------------------------------------------------------
