@@ -61,6 +61,10 @@ def _host_problems(hosts: dict[str, Any]) -> Iterator[Problem]:
                 yield _p(base + ["ipvs_sysctls", "backup_only"], "backup_only acts only while a backup sync daemon runs, and this director has none: add {\"state\": \"backup\"} to \"sync_daemons\", or remove backup_only")
             states: dict[str, int] = {}
             for index, daemon in enumerate(host.get("sync_daemons", [])):
+                if daemon["state"] == "backup" and daemon.get("maxlen", 1024) < 1024:
+                    # Seen in the VM: the kernel raises it to 1024, so the daemon would never
+                    # run as described.
+                    yield _p(base + ["sync_daemons", index, "maxlen"], f"a backup sync daemon receives with at least 1024 bytes (the kernel raises {daemon['maxlen']} to 1024); give 1024 or more, or leave maxlen out")
                 if daemon["state"] in states:
                     yield _p(base + ["sync_daemons", index, "state"], f"a second {daemon['state']} sync daemon (the first is at index {states[daemon['state']]}): the kernel runs one of each; keep one")
                 states.setdefault(daemon["state"], index)

@@ -271,9 +271,9 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
             service: dict[str, Any] = {"port": port, "forwarding": forwarding, "real_servers": entries}
             if draw(st.integers(0, 4)) == 0:
                 # A firewall-mark service: its ports instead of the port, a mark of its own.
-                mark = draw(st.sampled_from([1, 2, 7, 1 << 31, (1 << 32) - 1]) | st.integers(1, (1 << 32) - 1))
+                mark = draw(st.sampled_from([1, 2, 7, (1 << 31) - 1]) | st.integers(1, (1 << 31) - 1))
                 while (director, family, mark) in marks:
-                    mark = mark % ((1 << 32) - 1) + 1
+                    mark = mark % ((1 << 31) - 1) + 1
                 marks.add((director, family, mark))
                 ports: list[Any] = [port]
                 for _ in range(draw(st.integers(0, 2))):
