@@ -68,7 +68,8 @@ class Cluster:
                 unmanaged.append((rs["address"], weight))
         self.services.append({
             "key": f"{protocol} {address}:{svc['port']}",
-            "ipvs_key": f"{protocol.upper()} {address if ':' not in address else '[' + address + ']'}:{svc['port']}",
+            "ipvs_key": (f"FWM {svc['fwmark']}" + (" IPv6" if ":" in address else "")) if "fwmark" in svc
+            else f"{protocol.upper()} {address if ':' not in address else '[' + address + ']'}:{svc['port']}",
             "protocol": protocol,
             "vip": address,
             "port": svc["port"],

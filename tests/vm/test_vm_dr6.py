@@ -6,7 +6,9 @@ lvsgen's dummy device and one on lo. It checks the split (wrr TCP, rr UDP), that
 bypass the director (OutPkts 0), and that only the director answers a neighbour solicitation
 for the VIP: IPv6 neighbour discovery answers only for addresses of the interface the
 solicitation came in on, which is why IPv6 needs no arp_ignore. Negative control: the VIP put
-by hand on a real server's NIC gives a second answer. A second run changes nothing.
+by hand on a real server's NIC gives a second answer. A firewall-mark service (-f 5 -6, ports 443
+and 8443, persistent) keeps the client on one real server across both ports. A second run
+changes nothing.
 Expectations come from the raw cluster file.
 """
 
@@ -68,3 +70,11 @@ def test_negative_control_the_vip_on_a_real_servers_nic_answers_too(dr6_run):
 
 def test_a_second_run_changes_nothing(dr6_run):
     assert all(x["rc"] == 0 and "no changes" in x["output"] for x in dr6_run["r"]["second"].values()), dr6_run["r"]["second"]
+
+
+def test_an_ipv6_firewall_mark_service_keeps_a_client_on_one_real_server_across_its_ports(dr6_run):
+    r = dr6_run["r"]
+    assert "-A -f 5 -6 -s rr -p 300" in dr6_run["rules"].splitlines()
+    got = r["answers"]["tcp 2001:db8:10::100:443"] + r["answers"]["tcp 2001:db8:10::100:8443"]
+    assert len(got) == 8 and len(set(got)) == 1 and got[0] in ("rs1", "rs2"), r["answers"]
+    assert r["stats"]["lb"]["FWM 5 IPv6"][0] == 8, r["stats"]  # eight connections, one service

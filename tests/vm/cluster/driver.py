@@ -230,8 +230,8 @@ def ipvs_stats():
             text = in_host(host, ["ipvsadm", "-Ln", "--stats", "--exact"]).stdout
             current = {}
             for line in text.splitlines():
-                m = re.match(r"^(TCP|UDP|SCTP)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)", line)
-                if m:
+                m = re.match(r"^(TCP|UDP|SCTP|FWM)\s+(\S+(?: IPv6)?)\s+(\d+)\s+(\d+)\s+(\d+)", line)
+                if m:  # "FWM  1 IPv6": a firewall-mark service shows its family only for IPv6
                     current["%s %s" % (m[1], m[2])] = [int(m[3]), int(m[4]), int(m[5])]
             if current == previous:
                 break
