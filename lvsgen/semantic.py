@@ -28,6 +28,40 @@ def _problems(doc: dict[str, Any]) -> Iterator[Problem]:
     hosts: dict[str, Any] = doc["hosts"]
     yield from _host_problems(hosts)
     yield from _vip_problems(doc["vips"], hosts)
+    yield from _gue_port_problems(doc["vips"])
+
+
+def _gue_port_problems(vips: dict[str, Any]) -> Iterator[Problem]:
+    """A GUE port is a UDP socket for every address of the real server ('ip fou add port P
+    gue'): a UDP port the same real server serves cannot be one, or the GUE receiver would
+    take that service's packets."""
+    served: dict[tuple[str, int], str] = {}  # (host, UDP port it listens on) -> service
+    for vname in sorted(vips):
+        for index, svc in enumerate(vips[vname]["services"]):
+            if svc.get("protocol", "tcp") != "udp":
+                continue
+            spans = [(p, p) if isinstance(p, int) else tuple(int(x) for x in p.split("-", 1)) for p in svc.get("ports", [])]
+            for rs in svc["real_servers"]:
+                if "host" not in rs:
+                    continue
+                if "port" in rs and svc["forwarding"] == "nat":
+                    ports: list[int] = [rs["port"]]
+                elif "port" in svc:
+                    ports = [svc["port"]]
+                else:
+                    ports = [p for first, last in spans for p in range(first, min(last, 65535) + 1)]
+                for port in ports:
+                    served.setdefault((rs["host"], port), f"{vname} service {index}")
+    for vname in sorted(vips):
+        for index, svc in enumerate(vips[vname]["services"]):
+            tunnel = svc.get("tunnel", {})
+            if svc["forwarding"] != "tun" or tunnel.get("type") != "gue" or "port" not in tunnel:
+                continue
+            for rs in svc["real_servers"]:
+                where = served.get((rs.get("host", ""), tunnel["port"]))
+                if where is not None:
+                    yield _p(["vips", vname, "services", index, "tunnel", "port"], f"real server {json.dumps(rs['host'])} serves UDP port {tunnel['port']} ({where}), and a GUE receiver on that port would take its packets: pick another GUE port")
+                    break
 
 
 def _p(path: list[Any], message: str) -> Problem:

@@ -314,6 +314,22 @@ def _valid(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
             services.append(service)
         vips[vname] = {"address": _text(draw, vip_ip), "director": director, "services": services}
 
+    # A GUE port is never a UDP port a real server serves (semantic.py): move a colliding one.
+    udp: set[int] = set()
+    for vip in vips.values():
+        for svc in vip["services"]:
+            if svc.get("protocol") == "udp":
+                spans = [(p, p) if isinstance(p, int) else tuple(map(int, p.split("-"))) for p in svc.get("ports", [])]
+                for first, last in spans:
+                    udp.update(range(first, last + 1))
+                if "port" in svc:
+                    udp.add(svc["port"])
+                udp.update(rs["port"] for rs in svc["real_servers"] if "port" in rs)
+    for vip in vips.values():
+        for svc in vip["services"]:
+            tunnel = svc.get("tunnel", {})
+            while tunnel.get("port") in udp:
+                tunnel["port"] = tunnel["port"] % 65535 + 1
     document: dict[str, Any] = {"cluster": draw(st.sampled_from(["prop", "shop", "c-1", "x" * 63])), "hosts": hosts, "vips": vips}
     if draw(st.booleans()):
         document = {"$schema": "../schemas/cluster.schema.json", **document}
