@@ -2,7 +2,9 @@
 
 One VM boot per cluster file runs cluster/driver.py: tests/vm/nat/cluster.json is IPv4, a
 director with two NICs (clients on 203.0.113.0/24, real servers on 198.51.100.0/24), two real
-servers that listen on remapped ports, a TCP and a UDP service; tests/vm/nat/cluster6.json is
+servers that listen on remapped ports, a TCP and a UDP service, and a firewall-mark service
+(mark 3: ports 8000 and 9000-9001; app1 keeps each port, app2 gets them all on 8080, and the
+forwarding policy lets the replies of the range through); tests/vm/nat/cluster6.json is
 the same in IPv6 (2001:db8:1::/64 and 2001:db8:2::/64). Phases:
 - nat:      setup.sh on every host; traffic through the VIP (the split the schedulers give);
             replies through the director (OutPkts); each real server's default route via the
