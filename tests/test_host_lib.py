@@ -1751,3 +1751,121 @@ def test_the_marker_follows_the_file_the_table_was_put_right_with(tmp_path: Path
     assert (state / "ipvs-hidden").exists() == after
     dry = bash("LVS_DRY_RUN=1 LVS_IPVS_HIDDEN=$1; lvs_ipvs_hidden_mark", str(1 - hidden), LVSGEN_STATE=state)
     assert dry.returncode == 0 and (state / "ipvs-hidden").exists() == after  # a dry run changes nothing
+
+
+# --- table inet lvsgen: a change in two steps (the union first, then the file) ----------------------------
+NFT_GOLDEN = CASES / "mixed" / "expected" / "edge" / "etc" / "lvsgen" / "lvsgen.nft"
+
+
+def _nft_check(path: Path) -> None:
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    if Path(nft).exists():
+        run = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, f"{path}: {run.stderr}"
+
+
+def _table_lines(text: str) -> set[str]:
+    return {line.strip().rstrip(",") for line in text.split("table inet lvsgen {", 1)[1].splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "drop a NAT reply",  # a NAT real server leaves: its replies keep their way out until it is drained
+        "drop a mark rule",  # a port leaves a firewall-mark service
+        "drop every NAT service",  # the forward chain and its set go, only the marks stay
+        "add and drop",
+    ],
+)
+def test_the_union_keeps_what_the_loaded_table_has_and_adds_what_the_file_says(tmp_path: Path, change: str) -> None:
+    loaded = NFT_GOLDEN.read_text()
+    new = loaded
+    if change in ("drop a NAT reply", "add and drop"):
+        new = new.replace("\t\t\ttcp . 198.51.100.12 . 8080,\n", "")
+    if change == "drop a mark rule":
+        new = new.replace("\t\tip daddr 203.0.113.20 tcp dport { 25, 465, 587 } meta mark set 2\n", "")
+    if change == "drop every NAT service":
+        head, rest = new.split("table inet lvsgen {\n", 1)
+        new = head + "table inet lvsgen {\n" + rest[rest.index("\tchain marks {"):]
+    if change == "add and drop":
+        new = new.replace("\t\t\tudp . 198.51.100.12 . 5060,\n", "\t\t\tudp . 198.51.100.12 . 5060,\n\t\t\ttcp . 198.51.100.13 . 80,\n")
+        new = new.replace("meta mark set 2\n", "meta mark set 2\n\t\tip daddr 203.0.113.20 udp dport { 4500 } meta mark set 9\n")
+    assert new != loaded
+    (tmp_path / "loaded.nft").write_text(loaded)
+    (tmp_path / "new.nft").write_text(new)
+    run = bash('lvs_nft_union "$1" "$2"', tmp_path / "loaded.nft", tmp_path / "new.nft")
+    assert run.returncode == (0 if change == "add and drop" else 3), run.stderr  # 3: it only takes away
+    union = run.stdout
+    (tmp_path / "union.nft").write_text(union)
+    assert _table_lines(union) == _table_lines(loaded) | _table_lines(new)
+    assert union.startswith(new.split("table inet lvsgen {")[0])  # the new file's header
+    # sets before the chains that use them, and nft's own checker takes it
+    assert union.index("set nat_replies_v4 {") < union.index("chain forward {")
+    _nft_check(tmp_path / "union.nft")
+    # the union of the new file with the union is the union: a second run changes nothing more
+    again = bash('lvs_nft_union "$1" "$2"', tmp_path / "union.nft", tmp_path / "new.nft")
+    assert again.returncode == 3 and _table_lines(again.stdout) == _table_lines(union)
+    if change == "add and drop":  # the loaded table's rules first: a port keeps its old mark longest
+        assert union.index("meta mark set 2") < union.index("meta mark set 9")
+        back = bash('lvs_nft_union "$1" "$2"', tmp_path / "new.nft", tmp_path / "loaded.nft")
+        assert back.returncode == 0
+
+
+def test_the_union_of_a_file_with_itself_is_the_file(tmp_path: Path) -> None:
+    run = bash('lvs_nft_union "$1" "$1"', NFT_GOLDEN)
+    assert run.returncode == 4, run.stderr  # nothing taken away
+    assert run.stdout == NFT_GOLDEN.read_text()
+
+
+def _fake_nft(tmp_path: Path) -> Path:
+    """An nft whose table is a file: -f copies its argument there (/etc/... from the host folder
+    $HERE, where setup.sh would have installed it), list prints it; every call is logged."""
+    bin_dir = tmp_path / "fake nft"
+    bin_dir.mkdir()
+    (bin_dir / "nft").write_text(
+        "#!/bin/bash\n"
+        'd="$(dirname "$0")"; echo "nft $*" >>"$d/log"\n'
+        'if [[ $1 == -f ]]; then f=$2; [[ $f == /etc/* ]] && f=$HERE$f; cp -- "$f" "$d/table" || exit 1; exit 0; fi\n'
+        'if [[ $1 == -s && $2 == list ]]; then [[ -f $d/table ]] && exec cat "$d/table"; exit 1; fi\n'
+        "exit 2\n"
+    )
+    (bin_dir / "nft").chmod(0o755)
+    return bin_dir
+
+
+def test_a_change_that_takes_away_loads_the_union_before_the_table_and_the_file_after(tmp_path: Path) -> None:
+    here = tmp_path / "host"
+    (here / "etc/lvsgen").mkdir(parents=True)
+    bin_dir = _fake_nft(tmp_path)
+    env = {"BIN": bin_dir, "LVSGEN_RUN": tmp_path / "run", "LVSGEN_STATE": tmp_path / "state", "HERE": here}
+    script = ('PATH=$BIN:$PATH LVS_HOST=lb LVS_DRY_RUN=0 LVS_HERE=$HERE LVS_NFT=etc/lvsgen/lvsgen.nft; lvs_record_load; '
+              'lvs_nftables; echo "pending=$LVS_NFT_PENDING"; lvs_nftables_finish; echo "pending=$LVS_NFT_PENDING"')
+    first = NFT_GOLDEN.read_text()
+    (here / "etc/lvsgen/lvsgen.nft").write_text(first)
+    run = bash(script, **env)
+    assert run.returncode == 0 and "pending=0\npending=0" in run.stdout, run.stdout + run.stderr
+    assert run.stdout.count("+ nft -f") == 1
+    assert (bin_dir / "table").read_text() == first
+    # the same file again: one listing, nothing loaded
+    (bin_dir / "log").unlink()
+    run = bash(script, **env)
+    assert run.returncode == 0 and "+ nft" not in run.stdout, run.stdout
+    assert (bin_dir / "log").read_text().splitlines() == ["nft -s list table inet lvsgen"]
+    # a NAT real server leaves: the union (still with its replies) before the table, the file after
+    second = first.replace("\t\t\ttcp . 198.51.100.12 . 8080,\n", "")
+    (here / "etc/lvsgen/lvsgen.nft").write_text(second)
+    run = bash(script + '; cat "$BIN/table"', **env)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.count("+ nft -f") == 1 and "pending=1" in out, out  # only takes away: nothing before the table
+    assert out.endswith(second), out
+    # takes away and adds: the union first
+    third = second.replace("\t\t\ttcp . 198.51.100.11 . 8080,\n", "\t\t\ttcp . 198.51.100.13 . 80,\n")
+    (here / "etc/lvsgen/lvsgen.nft").write_text(third)
+    (bin_dir / "log").unlink()
+    run = bash(script, **env)
+    assert run.returncode == 0, run.stderr
+    loads = [line for line in (bin_dir / "log").read_text().splitlines() if line.startswith("nft -f")]
+    assert loads == [f"nft -f {tmp_path / 'run' / 'table.union.nft'}", "nft -f /etc/lvsgen/lvsgen.nft"], loads
+    union = (tmp_path / "run" / "table.union.nft").read_text()
+    assert "tcp . 198.51.100.11 . 8080," in union and "tcp . 198.51.100.13 . 80," in union

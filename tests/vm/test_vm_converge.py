@@ -2,7 +2,8 @@
 
 A steady stream of short requests goes through a VIP while one build after another is
 applied: add a real server, change a weight, remove a real server (drained), add a service,
-remove a VIP with its services, re-apply with no change. Then, on the same cluster: drift is
+remove a VIP with its services, move the stream's port into a firewall-mark service and back
+(the marks change in two steps around the table), re-apply with no change. Then, on the same cluster: drift is
 healed, a table that is not lvsgen's keeps a foreign service, a reboot of the director comes
 back from the generated units alone, and a failing step stops the run and names itself. The
 same sequence with plain ipvsadm-restore is the baseline.
@@ -41,6 +42,20 @@ def svc(port, scheduler, servers):
             "real_servers": [{"host": h, "weight": w} for h, w in servers]}
 
 
+MARK, MARKED_PORTS = 1, [80, 8090]
+
+
+def to_mark(s: dict) -> dict:
+    out = {k: v for k, v in s.items() if k != "port"}
+    return {**out, "fwmark": MARK, "ports": MARKED_PORTS}
+
+
+def from_mark(s: dict) -> list[dict]:
+    """The port's own service, first, and the mark service with the other ports."""
+    out = {k: v for k, v in s.items() if k not in ("fwmark", "ports")}
+    return [{**out, "port": MARKED_PORTS[0]}, {**s, "ports": MARKED_PORTS[1:]}]
+
+
 BASE = {
     "cluster": "converge",
     "hosts": {
@@ -71,6 +86,20 @@ def steps() -> list[tuple[str, dict, dict]]:
     step("remove a real server (drained)", lambda d: d["vips"]["a"]["services"][0]["real_servers"].pop(1), director_first=True)
     step("add a service", lambda d: d["vips"]["a"]["services"].append(svc(8080, "rr", [("rs1", 1), ("rs3", 1)])))
     step("remove a VIP with its services", lambda d: d["vips"].pop("b"), director_first=True, facts=True)
+    # The stream's port goes into a firewall-mark service and back out, while the mark service
+    # stays for another port: the marks change with the table, in two steps, so that the port
+    # always finds a service. Then the mark service goes (and lvsgen's nftables table with it).
+    def into_mark(d):
+        services = d["vips"]["a"]["services"]
+        services[0] = to_mark(services[0])
+
+    def out_of_mark(d):
+        services = d["vips"]["a"]["services"]
+        services[0:1] = from_mark(services[0])
+
+    step("move the port into a firewall-mark service", into_mark, director_first=True)
+    step("move the port back to a service of its own", out_of_mark, director_first=True)
+    step("remove the firewall-mark service", lambda d: d["vips"]["a"]["services"].pop(1), director_first=True)
     step("re-apply with no change", lambda d: None)
     return out
 
@@ -92,9 +121,10 @@ def rules_lines(doc: dict) -> set[str]:
     lines = set()
     for vip in doc["vips"].values():
         for s in vip["services"]:
-            lines.add(f"-A -t {vip['address']}:{s['port']} -s {s['scheduler']}")
+            name = f"-f {s['fwmark']}" if "fwmark" in s else f"-t {vip['address']}:{s['port']}"
+            lines.add(f"-A {name} -s {s['scheduler']}")
             for rs in s["real_servers"]:
-                lines.add(f"-a -t {vip['address']}:{s['port']} -r {RS[rs['host']]}:{s['port']} -g -w {rs['weight']}")
+                lines.add(f"-a {name} -r {RS[rs['host']]}:{s.get('port', 0)} -g -w {rs['weight']}")
     return lines
 
 
