@@ -30,8 +30,13 @@ class MarkRule:
     mark: int
 
 
-def port_list(ranges: Sequence[tuple[int, int]]) -> str:
-    return ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
+def port_items(ranges: Sequence[tuple[int, int]]) -> list[int | str]:
+    """The ranges as a cluster file writes them: 80, "8000-8099"."""
+    return [first if first == last else f"{first}-{last}" for first, last in ranges]
+
+
+def port_list(ranges: Sequence[tuple[int, int]], sep: str = ", ") -> str:
+    return sep.join(map(str, port_items(ranges)))
 
 
 def mark_rules(services: Sequence[Service]) -> tuple[MarkRule, ...]:

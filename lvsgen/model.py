@@ -227,9 +227,17 @@ def real_server_address(raw: dict[str, Any], hosts: dict[str, Any]) -> IPAddress
 _FLAG_BITS = ("sh-fallback", "mh-fallback", "sh-port", "mh-port")
 
 
+def port_span(item: int | str) -> tuple[int, int]:
+    """One item of a fwmark service's "ports" (80, or "8000-8099") as (first, last)."""
+    if isinstance(item, int):
+        return item, item
+    first, last = item.split("-", 1)
+    return int(first), int(last)
+
+
 def port_ranges(raw: list[int | str]) -> tuple[tuple[int, int], ...]:
     """A fwmark service's "ports" as sorted (first, last) ranges, overlaps and neighbours merged."""
-    spans = sorted((p, p) if isinstance(p, int) else tuple(int(x) for x in p.split("-", 1)) for p in raw)
+    spans = sorted(port_span(p) for p in raw)
     out: list[tuple[int, int]] = []
     for first, last in spans:
         if out and first <= out[-1][1] + 1:

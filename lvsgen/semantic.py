@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from lvsgen.addresses import ip_address, ip_interface
 from lvsgen.errors import InputError, Problem
-from lvsgen.model import real_server_address
+from lvsgen.model import port_span, real_server_address
 from lvsgen.schema import json_path
 
 DUMMY_DEVICE = "lvs0"  # the dummy device that holds VIPs on DR real servers
@@ -40,7 +40,7 @@ def _gue_port_problems(vips: dict[str, Any]) -> Iterator[Problem]:
         for index, svc in enumerate(vips[vname]["services"]):
             if svc.get("protocol", "tcp") != "udp":
                 continue
-            spans = [(p, p) if isinstance(p, int) else tuple(int(x) for x in p.split("-", 1)) for p in svc.get("ports", [])]
+            spans = [port_span(p) for p in svc.get("ports", [])]
             for rs in svc["real_servers"]:
                 if "host" not in rs:
                     continue
@@ -202,13 +202,10 @@ def _fwmark_problems(
     protocol = svc.get("protocol", "tcp")
     for index, item in enumerate(svc["ports"]):
         ppath = spath + ["ports", index]
-        if isinstance(item, str):
-            first, last = (int(x) for x in item.split("-", 1))
-            if last > 65535 or first > last:
-                yield _p(ppath, f"{json.dumps(item)} is not a range of ports: give \"FIRST-LAST\" with FIRST <= LAST <= 65535")
-                continue
-        else:
-            first = last = item
+        first, last = port_span(item)
+        if last > 65535 or first > last:
+            yield _p(ppath, f"{json.dumps(item)} is not a range of ports: give \"FIRST-LAST\" with FIRST <= LAST <= 65535")
+            continue
         for (m_address, m_protocol, m_first, m_last), (m_where, _) in marked.items():
             if (m_address, m_protocol) == (address, protocol) and first <= m_last and m_first <= last:
                 other = "another item of this list" if m_where == where else f"the firewall-mark service {m_where}"

@@ -44,7 +44,7 @@ from typing import Any
 
 from lvsgen.addresses import text
 from lvsgen.artifacts.ipvsadm import addr_port
-from lvsgen.marks import port_list
+from lvsgen.marks import port_items, port_list
 from lvsgen.model import Cluster, Host, Persistence, Service, Vip
 
 FORMAT = 1
@@ -71,7 +71,7 @@ def _rows(vip: Vip) -> list[tuple[str, ...]]:
     rows = []
     for number, svc in enumerate(vip.services):
         if svc.fwmark is not None:
-            name = f"fwmark {svc.fwmark} {svc.protocol.value} {addr_port(svc.address, 0).rsplit(':', 1)[0]}:{port_list(svc.ports).replace(', ', ',')}"
+            name = f"fwmark {svc.fwmark} {svc.protocol.value} {addr_port(svc.address, port_list(svc.ports, ','))}"
         else:
             name = f"{svc.protocol.value} {addr_port(svc.address, svc.port)}"
         service = (
@@ -114,7 +114,7 @@ def _service(svc: Service) -> dict[str, Any]:
         "protocol": svc.protocol.value,
         "port": svc.port,
         "fwmark": svc.fwmark,
-        "ports": [first if first == last else f"{first}-{last}" for first, last in svc.ports],
+        "ports": port_items(svc.ports),
         "scheduler": svc.scheduler,
         "forwarding": svc.forwarding.value,
         "scheduler_flags": list(svc.scheduler_flags),

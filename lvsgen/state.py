@@ -62,6 +62,11 @@ class HostState:
     marks: tuple[MarkRule, ...] = ()  # directors: the marks of firewall-mark services
     fou_ports: list[int] = field(default_factory=list)  # real servers of gue tunnels: GUE receive ports
 
+    @property
+    def has_nft_table(self) -> bool:
+        """Does the host need nftables table inet lvsgen (a forwarding policy, or marks)?"""
+        return self.forward is not None or bool(self.marks)
+
 
 def host_cidr(address: IPAddress) -> str:
     return f"{text(address)}/{address.max_prefixlen}"
@@ -126,7 +131,7 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     if host.nat_forwarding == "lvs-only":
         state.forward = forward_policy(state.services)
     state.marks = mark_rules(state.services)
-    if state.forward is not None or state.marks:
+    if state.has_nft_table:
         state.modules.append("nf_tables")
     nat_families = sorted({svc.address.version for svc in state.services if svc.forwarding is Forwarding.NAT})
     for family in nat_families:

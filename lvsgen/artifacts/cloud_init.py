@@ -62,7 +62,7 @@ def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) ->
 
 def packages(state: HostState) -> list[str]:
     """The host tools setup.sh needs beyond a base system."""
-    return (["ipvsadm"] if state.host.is_director else []) + (["nftables"] if state.forward is not None or state.marks else [])
+    return (["ipvsadm"] if state.host.is_director else []) + (["nftables"] if state.has_nft_table else [])
 
 
 def files(state: HostState, head: str, folder: list[File]) -> list[File]:

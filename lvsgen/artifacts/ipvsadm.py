@@ -21,8 +21,8 @@ from lvsgen.order import sort_services
 from lvsgen.state import HostState
 
 
-def addr_port(address: IPAddress, port: int) -> str:
-    """192.0.2.1:80, or [2001:db8::1]:80 for IPv6."""
+def addr_port(address: IPAddress, port: int | str) -> str:
+    """192.0.2.1:80, or [2001:db8::1]:80 for IPv6 (the port may be a list: 443,8443)."""
     if address.version == 6:
         return f"[{text(address)}]:{port}"
     return f"{text(address)}:{port}"

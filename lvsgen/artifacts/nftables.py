@@ -11,7 +11,7 @@ from lvsgen.state import HostState
 
 
 def files(state: HostState, head: str) -> list[File]:
-    if state.forward is None and not state.marks:
+    if not state.has_nft_table:
         return []
     text = render("lvsgen.nft.j2", header=head, host=state.host.name, table=TABLE, policy=state.forward, marks=state.marks)
     return [File(NFTABLES, text)]
