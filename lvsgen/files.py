@@ -16,6 +16,9 @@ MANIFEST = ".lvsgen-manifest"
 RULES = "etc/lvsgen/ipvsadm.rules"
 # Connection thresholds, which 'ipvsadm -S' never prints: applied and checked apart from RULES.
 THRESHOLDS = "etc/lvsgen/ipvs.thresholds"
+# RULES as /proc/net/ip_vs shows it: how setup.sh compares the live table by lookups
+# (lvsgen.procimage). Like the engine, it stays in the host folder and its boot copy.
+PROC_IMAGE = "ipvsadm.proc"
 # The nftables table inet lvsgen: a NAT director's forwarding policy (lvsgen.forward) and the
 # firewall marks of its firewall-mark services (lvsgen.marks).
 NFTABLES = "etc/lvsgen/lvsgen.nft"

@@ -25,7 +25,8 @@ def host_files(cluster: Cluster, host: Host, by_host: ByHost) -> list[File]:
         *modules.files(state, head),
         *networkd.files(state, head),
     ]
-    folder = installed + setup.files(cluster, state, head, installed, units)
+    engine = ipvsadm.image_files(installed)
+    folder = installed + engine + setup.files(cluster, state, head, installed, units, engine)
     folder += cloud_init.files(state, head, folder)
     return sorted(folder, key=lambda f: f.path)
 

@@ -14,19 +14,24 @@ firewall-mark names, a record without a final newline) were fixed; their tests s
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import re
 import random
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from lvsgen import procimage
 
 ROOT = Path(__file__).resolve().parent.parent
 LIB = ROOT / "templates" / "host" / "lvsgen.sh"
@@ -450,8 +455,8 @@ def test_plan(desired: str, live: str, recorded: str, owned: int, drain: int, wa
 @pytest.mark.parametrize(
     ("desired", "live", "recorded", "want"),
     [
-        pytest.param(DESIRED, "", f"{TCP}\n{UDP}\n", FIRST_LOAD, id="boot-empty-live-with-record"),
-        pytest.param("", EXTRA_SVC, "", [f"R -D {TCP}", f"R -D {UDP}", f"R -D {OTHER}"], id="empty-desired"),
+    pytest.param(DESIRED, "", f"{TCP}\n{UDP}\n", FIRST_LOAD, id="boot-empty-live-with-record"),
+    pytest.param("", EXTRA_SVC, "", [f"R -D {TCP}", f"R -D {UDP}", f"R -D {OTHER}"], id="empty-desired"),
     ],
 )
 def test_plan_reads_empty_files(desired: str, live: str, recorded: str, want: list[str]) -> None:
@@ -477,11 +482,11 @@ def test_plan_reads_an_ipv6_firewall_mark_service(owned: int, want: list[str]) -
 @pytest.mark.parametrize(
     ("desired", "live", "where"),
     [
-        pytest.param(DESIRED.replace("-r 10.0.1.2:80", "10.0.1.2:80"), DESIRED, "desired line 3", id="rs-without-r"),
-        pytest.param(f"-A {TCP}\n" + DESIRED, DESIRED, "desired line 1", id="service-without-scheduler"),
-        pytest.param("# head\n\n" + DESIRED + "ipvsadm -A -t 10.0.0.5:80 -s rr\n", DESIRED, "desired line 8", id="line-numbers-count-comments"),
-        pytest.param(DESIRED, DESIRED.replace(f"-A {UDP}", "-E -u 10.0.0.1:53"), "live line 4", id="live-edit-line"),
-        pytest.param(DESIRED, "-a -t 10.0.0.1:80 -r\n", "live line 1", id="live-rs-without-address"),
+    pytest.param(DESIRED.replace("-r 10.0.1.2:80", "10.0.1.2:80"), DESIRED, "desired line 3", id="rs-without-r"),
+    pytest.param(f"-A {TCP}\n" + DESIRED, DESIRED, "desired line 1", id="service-without-scheduler"),
+    pytest.param("# head\n\n" + DESIRED + "ipvsadm -A -t 10.0.0.5:80 -s rr\n", DESIRED, "desired line 8", id="line-numbers-count-comments"),
+    pytest.param(DESIRED, DESIRED.replace(f"-A {UDP}", "-E -u 10.0.0.1:53"), "live line 4", id="live-edit-line"),
+    pytest.param(DESIRED, "-a -t 10.0.0.1:80 -r\n", "live line 1", id="live-rs-without-address"),
     ],
 )
 def test_plan_malformed_line_fails_with_2_and_names_it(desired: str, live: str, where: str) -> None:
@@ -651,21 +656,21 @@ def test_proc_can_show_what_it_reproduced() -> None:
     assert bash('lvs_ipvs_proc_can_show "$1"', SAVED_MIXED).returncode == 1
 
 
-@pytest.mark.parametrize(
-    ("line", "shown"),
-    [
-        pytest.param("-A -u 10.0.0.9:53 -s rr -o", True, id="ops-ipv4"),
-        pytest.param("-A -t 10.0.0.9:443 -s lc -p 600 -M 255.255.0.0", True, id="persistence-mask"),
-        pytest.param("-A -f 7 -s rr -p 300 -o", False, id="fwmark"),
-        pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -i -w 1 --tun-type ipip", True, id="tun-ipip"),
-        pytest.param("-A -t 10.0.0.9:80 -s sh -b sh-port", False, id="sched-flags"),
-        pytest.param("-A -u 10.0.0.9:5060 -s rr -p 60 --pe sip", False, id="pe"),
-        pytest.param("-A -u [2001:db8::1]:53 -s rr -o", False, id="ops-ipv6"),
-        pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -i -w 1 --tun-type gue --tun-port 6080", False, id="tun-gue"),
-        pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -g -w 1 -x 100 -y 50", False, id="thresholds"),
-        pytest.param("-A -f 7 -6 -s rr", False, id="fwmark-ipv6"),
-    ],
-)
+CAN_SHOW = [
+    pytest.param("-A -u 10.0.0.9:53 -s rr -o", True, id="ops-ipv4"),
+    pytest.param("-A -t 10.0.0.9:443 -s lc -p 600 -M 255.255.0.0", True, id="persistence-mask"),
+    pytest.param("-A -f 7 -s rr -p 300 -o", False, id="fwmark"),
+    pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -i -w 1 --tun-type ipip", True, id="tun-ipip"),
+    pytest.param("-A -t 10.0.0.9:80 -s sh -b sh-port", False, id="sched-flags"),
+    pytest.param("-A -u 10.0.0.9:5060 -s rr -p 60 --pe sip", False, id="pe"),
+    pytest.param("-A -u [2001:db8::1]:53 -s rr -o", False, id="ops-ipv6"),
+    pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -i -w 1 --tun-type gue --tun-port 6080", False, id="tun-gue"),
+    pytest.param("-a -t 10.0.0.1:80 -r 10.0.1.9:80 -g -w 1 -x 100 -y 50", False, id="thresholds"),
+    pytest.param("-A -f 7 -6 -s rr", False, id="fwmark-ipv6"),
+]
+
+
+@pytest.mark.parametrize(("line", "shown"), CAN_SHOW)
 def test_proc_can_show(tmp_path: Path, line: str, shown: bool) -> None:
     rules = tmp_path / "ipvsadm rules"
     rules.write_text(DESIRED + line + "\n" + f"-a {UDP} -r 10.0.1.2:53 -g -w 1\n")  # not the first line, nor the last
@@ -882,6 +887,91 @@ def test_sync_installs_missing_files_with_their_bytes_and_modes(tmp_path: Path) 
         assert (dest / rel).read_bytes() == (src / rel).read_bytes()
         assert (dest / rel).stat().st_mode & 0o7777 == mode
     assert sorted(p.name for p in (dest / "etc").rglob("*")) == ["a", "one.conf", "two.sh"], "no temporary file left"
+
+
+SUMS = (
+    'PATH=$BIN:$PATH LVSGEN_RUN=$RUN; lvs_inspect_files "$@"; lvs_sums_save; '
+    'for p in "$@"; do printf "%s %s\\n" "${LVS_SUM[$p]-none}" "$p"; done'
+)
+
+
+def _sums_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A bin folder with an md5sum that logs what it sums, and a run folder."""
+    bindir, run, log = tmp_path / "bin dir", tmp_path / "run dir", tmp_path / "md5sum log"
+    bindir.mkdir()
+    run.mkdir()
+    real = shutil.which("md5sum")
+    (bindir / "md5sum").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >>"{log}"\nexec {real} "$@"\n')
+    (bindir / "md5sum").chmod(0o755)
+    return {"BIN": str(bindir), "RUN": str(run)}, log
+
+
+def _logged(log: Path) -> list[str]:
+    text = log.read_text() if log.exists() else ""
+    log.unlink(missing_ok=True)
+    return [x for x in lines(text) if x != "--"]
+
+
+def test_sums_are_kept_per_boot_and_a_file_is_summed_again_only_once_it_changed(tmp_path: Path) -> None:
+    env, log = _sums_env(tmp_path)
+    a, b = tmp_path / "a file", tmp_path / "b file"
+    a.write_text("one\n")
+    b.write_text("two\n")
+    later = str(int(time.time()) + 60)  # as if the sums were taken a minute after the writes
+    first = bash(SUMS, a, b, LVS_NOW=later, **env)
+    assert first.returncode == 0, first.stderr
+    assert sorted(_logged(log)) == sorted([str(a), str(b)])
+    want = [f"{hashlib.md5(p.read_bytes()).hexdigest()} {p}" for p in (a, b)]
+    assert lines(first.stdout) == want
+    again = bash(SUMS, a, b, LVS_NOW=later, **env)
+    assert (again.returncode, lines(again.stdout), _logged(log)) == (0, want, []), "nothing read again"
+    a.write_text("One\n")  # same size, other bytes
+    changed = bash(SUMS, a, b, LVS_NOW=later, **env)
+    assert _logged(log) == [str(a)]
+    assert lines(changed.stdout) == [f"{hashlib.md5(a.read_bytes()).hexdigest()} {a}", want[1]]
+
+
+def test_sums_taken_in_the_same_seconds_as_a_write_are_not_kept(tmp_path: Path) -> None:
+    """A write in the same clock tick as the sum would not change the signature: such a sum
+    is not trusted on the next run."""
+    env, log = _sums_env(tmp_path)
+    a = tmp_path / "a file"
+    a.write_text("one\n")
+    assert bash(SUMS, a, **env).returncode == 0  # now: the file was written this second
+    assert _logged(log) == [str(a)]
+    assert (Path(env["RUN"]) / "sums").read_text() == ""
+    assert bash(SUMS, a, **env).returncode == 0
+    assert _logged(log) == [str(a)], "summed again"
+
+
+def test_sums_kept_in_a_dry_run_are_not_written(tmp_path: Path) -> None:
+    env, log = _sums_env(tmp_path)
+    a = tmp_path / "a file"
+    a.write_text("one\n")
+    run = bash("LVS_DRY_RUN=1; " + SUMS, a, LVS_NOW=str(int(time.time()) + 60), **env)
+    assert run.returncode == 0, run.stderr
+    assert not (Path(env["RUN"]) / "sums").exists()
+
+
+@pytest.mark.parametrize("src_mode", [0o644, 0o664, 0o600])
+def test_sync_copies_a_large_file_whole_with_its_mode(tmp_path: Path, src_mode: int) -> None:
+    """Above LVS_BIG bytes a file is copied by cp instead of read by bash: same bytes, and the
+    mode asked for whatever the source has; a temporary file an earlier run left is replaced."""
+    src, dest = _tree(tmp_path)
+    big = src / "etc" / "big.rules"
+    big.write_text("".join(f"-a -t 198.51.100.{i % 250}:{i} -r 192.0.2.11:{i} -g -w 1\n" for i in range(7000)) + "no newline")
+    big.chmod(src_mode)
+    assert big.stat().st_size > 262144
+    (dest / "etc").mkdir(parents=True)
+    (dest / "etc" / "big.rules.lvsgen-new").write_text("left by a run that died")
+    (dest / "etc" / "big.rules.lvsgen-new").chmod(0o600)
+    for want in ("0644", "0755"):
+        (dest / "etc" / "big.rules").unlink(missing_ok=True)
+        run = bash(SYNC, big, dest / "etc" / "big.rules", want)
+        assert run.returncode == 0, run.stderr
+        assert (dest / "etc" / "big.rules").read_bytes() == big.read_bytes()
+        assert (dest / "etc" / "big.rules").stat().st_mode & 0o7777 == int(want, 8)
+        assert not (dest / "etc" / "big.rules.lvsgen-new").exists()
 
 
 def test_sync_of_equal_files_changes_nothing(tmp_path: Path) -> None:
@@ -1103,9 +1193,9 @@ def test_plan_from_proc_scoped_is_the_full_plan_restricted(tmp_path: Path, only:
 @pytest.mark.parametrize(
     ("desired", "proc_text", "hz", "status"),
     [
-        pytest.param("-A -t 10.0.0.1:80 -s rr -b sh-port\n", "", "250", 5, id="desired-uses-what-proc-cannot-show"),
-        pytest.param("-A -t 10.0.0.1:80 -s rr\n", "FWM  00000007 rr \n", "250", 4, id="proc-has-a-firewall-mark"),
-        pytest.param("-A -t 10.0.0.1:80 -s rr\n", "TCP  0A000001:0050 rr persistent 15000 FFFFFFFF\n", "", 3, id="persistent-without-hz"),
+    pytest.param("-A -t 10.0.0.1:80 -s rr -b sh-port\n", "", "250", 5, id="desired-uses-what-proc-cannot-show"),
+    pytest.param("-A -t 10.0.0.1:80 -s rr\n", "FWM  00000007 rr \n", "250", 4, id="proc-has-a-firewall-mark"),
+    pytest.param("-A -t 10.0.0.1:80 -s rr\n", "TCP  0A000001:0050 rr persistent 15000 FFFFFFFF\n", "", 3, id="persistent-without-hz"),
     ],
 )
 def test_plan_from_proc_falls_back_with_a_status(tmp_path: Path, desired: str, proc_text: str, hz: str, status: int) -> None:
@@ -1118,86 +1208,174 @@ def test_plan_from_proc_falls_back_with_a_status(tmp_path: Path, desired: str, p
     assert run.stdout == ""
 
 
-# --- the fingerprint: a table equal to the last proven one is not converted -------------------------------
+# --- the image: the rules file as /proc shows it, so that a table equal to it is not converted ---------------
 
-FP_DESIRED = "-A -t 192.0.2.1:80 -s wlc\n-a -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 1\n-a -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 2\n"
-
-
-def _fp_proc(weight2: int = 2, active: int = 0) -> str:
-    return PROC_HEADER + proc_service("TCP", "192.0.2.1", 80, "wlc") + proc_dest("198.51.100.1", 80, active=active) + proc_dest("198.51.100.2", 80, weight=weight2)
+IMG_HZ = 250
 
 
-FP_PLAN = 'LVS_HZ=250 LVS_FP_IN="$4" LVS_FP_OUT="$4" LVS_FP_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc'
+def _proc_of(table: Table, hz: int = IMG_HZ, active: int = 0) -> str:
+    """TABLE as the kernel's /proc/net/ip_vs would print it (ActiveConn = ACTIVE everywhere)."""
+    out = [PROC_HEADER]
+    fwd = {"-g": "Route", "-m": "Masq", "-i": "Tunnel"}
+    for key, (attrs, dests) in table.items():
+        flag, where = key.split()
+        addr, port = where.rsplit(":", 1)
+        addr = addr.strip("[]")
+        a = attrs.split()
+        persistent = None
+        if "-p" in a:
+            mask = a[a.index("-M") + 1] if "-M" in a else None
+            if ":" in addr:
+                netmask = v6mask(int(mask) if mask is not None and mask.isdigit() else 128)
+            else:
+                netmask = v4mask(mask or "255.255.255.255")
+            persistent = (int(a[a.index("-p") + 1]) * hz, netmask)
+        out.append(proc_service({"-t": "TCP", "-u": "UDP"}[flag], addr, int(port), a[a.index("-s") + 1], persistent=persistent))
+        for rs, ra in dests.items():
+            raddr, rport = rs.rsplit(":", 1)
+            out.append(proc_dest(raddr.strip("[]"), int(rport), fwd[ra.split()[0]], _weight(ra), active=active))
+    return "".join(out)
 
 
-def _fp_files(tmp_path: Path, desired: str, proc_text: str) -> tuple[Path, Path, Path, Path]:
-    d, pr, r, fp = (tmp_path / n for n in ("desired rules", "proc ip_vs", "recorded", "finger print"))
+def _image_plan(desired: str, proc_text: str, image: str | None, tmp: Path, *args: str, recorded: str = "") -> subprocess.CompletedProcess[str]:
+    """lvs_ipvs_plan from /proc, with IMAGE (the text of an image file) or without one."""
+    d, p, r, i = (tmp / n for n in ("desired rules", "proc ip_vs", "recorded", "image file"))
     d.write_text(desired)
-    pr.write_text(proc_text)
-    r.write_text("")
-    return d, pr, r, fp
+    p.write_text(proc_text)
+    r.write_text(recorded)
+    key = hashlib.md5(desired.encode()).hexdigest()
+    if image is not None:
+        i.write_text(image)
+    script = f'LVS_HZ={IMG_HZ} LVS_IMG_IN="$4" LVS_IMG_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" ' + " ".join(args or ("1", "1", "proc"))
+    return bash(script, d, p, r, i if image is not None else "", key)
 
 
-def test_fingerprint_is_written_by_a_full_pass_that_finds_nothing_to_do(tmp_path: Path) -> None:
-    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc(active=5))
-    run = bash(FP_PLAN, d, pr, r, fp, "k1")
-    assert (run.returncode, run.stdout) == (0, ""), run.stderr
-    raw = _fp_proc(active=5).splitlines()
-    assert fp.read_text().splitlines() == ["# k1"] + [" ".join(x.split()[:4]) if x.split()[0] == "->" else x for x in raw]
-    assert fp.read_text().splitlines()[-2:] == ["-> C6336401:0050 Route 1", "-> C6336402:0050 Route 2"], "no counters"
+IMG_DESIRED = "-A -t 192.0.2.1:80 -s wlc\n-a -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 1\n-a -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 2\n"
+IMG_TABLE: Table = {"-t 192.0.2.1:80": ("-s wlc", {"198.51.100.1:80": "-g -w 1", "198.51.100.2:80": "-g -w 2"})}
 
 
-def test_fingerprint_match_settles_it_without_reading_the_desired_file(tmp_path: Path) -> None:
-    """Trust is by key: with a matching key and table, even a different desired file is not
-    read (the key is that file's sum, so in setup.sh this cannot happen)."""
-    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc())
-    assert bash(FP_PLAN, d, pr, r, fp, "k1").returncode == 0
-    pr.write_text(_fp_proc(active=9))  # only a counter moved
-    d.write_text("this is not an ipvsadm line\n")
-    run = bash(FP_PLAN, d, pr, r, fp, "k1")
-    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
-    run = bash(FP_PLAN, d, pr, r, fp, "k2")  # another key: the file is read, and refused
-    assert run.returncode == 5, "read, and found not to be a line /proc can show"
+def test_image_of_every_golden_table_reads_back_to_its_rules(tmp_path: Path) -> None:
+    """Each KEY of an image, printed as /proc would, is what the engine's own converter reads
+    back to its RULE: a live line that matches a key is that rules line."""
+    images = sorted(CASES.glob("*/expected/*/ipvsadm.proc"))
+    assert images, "the golden cases have images"
+    for path in images:
+        rules = (path.parent / "etc" / "lvsgen" / "ipvsadm.rules").read_text()
+        head, *body = path.read_text().splitlines()
+        assert head.endswith(" rules md5 " + hashlib.md5(rules.encode()).hexdigest()), path
+        assert [b.split("\t")[1] for b in body] == rules.splitlines(), path
+        proc = [PROC_HEADER]
+        for b in body:
+            key = re.sub(r"@([0-9]+)", lambda m: str(int(m.group(1)) * IMG_HZ), b.split("\t")[0])
+            proc.append(("  " + key + " 0 0" if key.startswith("-> ") else key) + "\n")
+        (tmp_path / "proc").write_text("".join(proc))
+        run = bash(f'lvs_ipvs_proc {IMG_HZ}', LVSGEN_PROC_IPVS=tmp_path / "proc")
+        assert (run.returncode, run.stdout) == (0, rules), (path, run.stderr)
 
 
-@pytest.mark.parametrize("change", ["weight", "key"])
-def test_fingerprint_mismatch_falls_back_to_the_full_plan(tmp_path: Path, change: str) -> None:
-    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc())
-    assert bash(FP_PLAN, d, pr, r, fp, "k1").returncode == 0
+@pytest.mark.parametrize(("line", "shown"), CAN_SHOW)
+def test_image_is_made_only_for_what_proc_can_show(line: str, shown: bool) -> None:
+    """The same rule as the engine's showable(): a table with anything else gets no image."""
+    svc = line if line.startswith("-A ") else "-A " + " ".join(line.split()[1:3]) + " -s rr"
+    rules = DESIRED.splitlines() + ([svc] if line.startswith("-A ") else [svc, line])
+    assert (procimage.image(rules) is not None) == shown
+
+
+def test_image_match_settles_it_without_converting(tmp_path: Path) -> None:
+    image = procimage.text(IMG_DESIRED)
+    assert image is not None
+    split = tmp_path / "split"
+    split.mkdir()
+    run = _image_plan(IMG_DESIRED, _proc_of(IMG_TABLE, active=7), image, tmp_path, "1", "1", "proc", f'"{split}"')
+    assert (run.returncode, run.stdout) == (0, "0 0 0 0 0\n"), run.stderr
+    assert (split / "image").read_text() == "3 3 3\n", "every line matched by lookup"
+
+
+def test_image_matches_the_table_a_real_kernel_printed(tmp_path: Path) -> None:
+    """The recorded /proc of a real kernel (tests/host/dumps) against the image of what
+    ipvsadm -S -n saved of the same table: every line matches by lookup."""
+    saved = _without_fwmark(SAVED_MIXED.read_text(), proc=False)
+    image = procimage.text(saved)
+    assert image is not None
+    split = tmp_path / "split"
+    split.mkdir()
+    run = _image_plan(saved, _without_fwmark(PROC_MIXED.read_text(), proc=True), image, tmp_path, "1", "1", "proc", f'"{split}"')
+    assert (run.returncode, run.stdout) == (0, "0 0 0 0 0\n"), run.stderr
+    n = len(saved.splitlines())
+    assert (split / "image").read_text() == f"{n} {n} {n}\n"
+
+
+@pytest.mark.parametrize("change", ["weight", "scheduler", "extra-server", "extra-service", "missing-server"])
+def test_image_mismatch_gives_the_plan_of_the_full_conversion(tmp_path: Path, change: str) -> None:
+    live = {k: (a, dict(d)) for k, (a, d) in IMG_TABLE.items()}
     if change == "weight":
-        pr.write_text(_fp_proc(weight2=7))  # drift: someone changed a weight by hand
-        key = "k1"
+        live["-t 192.0.2.1:80"][1]["198.51.100.2:80"] = "-g -w 7"
+    elif change == "scheduler":
+        live["-t 192.0.2.1:80"] = ("-s rr", live["-t 192.0.2.1:80"][1])
+    elif change == "extra-server":
+        live["-t 192.0.2.1:80"][1]["198.51.100.3:80"] = "-g -w 1"
+    elif change == "extra-service":
+        live["-t 192.0.2.9:80"] = ("-s rr", {"198.51.100.1:80": "-g -w 1"})
     else:
-        d.write_text(FP_DESIRED.replace("-w 2", "-w 7"))  # a new build, so a new key
-        pr.write_text(_fp_proc(weight2=2))
-        key = "k2"
-    run = bash(FP_PLAN, d, pr, r, fp, key)
+        del live["-t 192.0.2.1:80"][1]["198.51.100.1:80"]
+    with_image = _image_plan(IMG_DESIRED, _proc_of(live), procimage.text(IMG_DESIRED), tmp_path)
+    without = _image_plan(IMG_DESIRED, _proc_of(live), None, tmp_path)
+    assert (with_image.returncode, without.returncode) == (0, 0), with_image.stderr + without.stderr
+    assert with_image.stdout == without.stdout != ""
+
+
+@pytest.mark.parametrize("spoil", ["other-sum", "no-hz", "no-tab", "server-first"])
+def test_an_image_that_does_not_fit_is_not_used(tmp_path: Path, spoil: str) -> None:
+    """An image of another file, a persistent service with no HZ known, a damaged file: the
+    table is converted as if there were no image (the same plan), never misread."""
+    desired = IMG_DESIRED.replace("-s wlc", "-s wlc -p 300")
+    image = procimage.text(desired)
+    assert image is not None
+    head, *body = image.splitlines(keepends=True)
+    if spoil == "other-sum":
+        head = head[:-33] + "0" * 32 + "\n"
+    elif spoil == "no-tab":
+        body[1] = body[1].replace("\t", " ")
+    elif spoil == "server-first":
+        body = body[1:] + body[:1]
+    live = {"-t 192.0.2.1:80": ("-s wlc -p 300", {"198.51.100.1:80": "-g -w 5"})}
+    hz = "0" if spoil == "no-hz" else str(IMG_HZ)
+    split = tmp_path / "split"
+    split.mkdir()
+    run = _image_plan(desired, _proc_of(live), head + "".join(body), tmp_path, "1", "1", "proc", f'"{split}"')
+    if spoil == "no-hz":
+        run = bash(f'LVS_HZ=0 LVS_IMG_IN="$4" LVS_IMG_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc',
+                   tmp_path / "desired rules", tmp_path / "proc ip_vs", tmp_path / "recorded", tmp_path / "image file",
+                   hashlib.md5(desired.encode()).hexdigest())
+        assert run.returncode == 3, "no HZ: read with ipvsadm -S -n, as without an image"
+        return
     assert run.returncode == 0, run.stderr
-    want = "A -e -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 2\n" if change == "weight" else "A -e -t 192.0.2.1:80 -r 198.51.100.2:80 -g -w 7\n"
-    assert run.stdout == want
-    assert fp.read_text().startswith("# k1\n"), "a pass that found changes writes no fingerprint"
+    assert not (split / "image").exists(), "the image was not used"
+    assert "A -e -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 1" in lines((split / "plan").read_text())
 
 
-def test_fingerprint_is_written_by_a_scoped_pass_that_read_every_service(tmp_path: Path) -> None:
-    """The verify after a first load touches every service: it has read everything."""
-    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc())
-    only = tmp_path / "only"
-    only.write_text("-t 192.0.2.1:80\n")
-    run = bash(FP_PLAN.replace("1 1 proc", '1 1 proc "" "$6"'), d, pr, r, fp, "k1", only)
-    assert (run.returncode, run.stdout) == (0, ""), run.stderr
-    assert fp.read_text().startswith("# k1\nIP Virtual Server")
-
-
-@pytest.mark.parametrize("how", ["dry-run", "scoped"])
-def test_fingerprint_is_not_written_by_a_dry_run_or_a_partial_read(tmp_path: Path, how: str) -> None:
-    d, pr, r, fp = _fp_files(tmp_path, FP_DESIRED, _fp_proc() + proc_service("TCP", "192.0.2.9", 80, "rr"))
-    only = tmp_path / "only"
-    only.write_text("-t 192.0.2.1:80\n")
-    prefix = "LVS_DRY_RUN=1; " if how == "dry-run" else ""
-    script = prefix + FP_PLAN.replace("1 1 proc", '0 1 proc "" "$6"' if how == "scoped" else "0 1 proc")
-    run = bash(script, d, pr, r, fp, "k1", only)
-    assert (run.returncode, run.stdout) == (0, ""), run.stderr
-    assert not fp.exists()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    desired=tables(min_size=1),
+    live=tables(),
+    recorded=st.sets(st.sampled_from(SERVICE_KEYS)),
+    owned=st.sampled_from([0, 1]),
+    drain=st.sampled_from([0, 1]),
+)
+def test_image_plan_property_is_the_plan_without_it(desired: Table, live: Table, recorded: set[str], owned: int, drain: int) -> None:
+    """For any live table and any desired one, the plan with the image is the plan without it,
+    line for line; and the image is used whenever /proc can show the desired table."""
+    text = render(desired)
+    image = procimage.text(text)
+    rec = "".join(f"{k}\n" for k in sorted(recorded))
+    with tempfile.TemporaryDirectory(prefix="lvsgen image ") as tmp:
+        args = (str(owned), str(drain), "proc")
+        with_image = _image_plan(text, _proc_of(live, active=3), image, Path(tmp), *args, recorded=rec)
+        without = _image_plan(text, _proc_of(live, active=3), None, Path(tmp), *args, recorded=rec)
+    assert with_image.returncode == without.returncode, with_image.stderr + without.stderr
+    assert with_image.stdout == without.stdout
+    if with_image.returncode == 0:
+        assert image is not None or "-M 255.255.255.0" in text, "every table here but a dotted IPv6 mask gets an image"
 
 
 def test_plan_split_writes_the_batches_what_to_print_and_the_record(tmp_path: Path) -> None:

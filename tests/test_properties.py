@@ -607,6 +607,13 @@ def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
                 services, entries = _services_of(document, host.name)
                 assert [line[:2] for line in lines].count("-A") == services, path
                 assert [line[:2] for line in lines].count("-a") == entries, path
+            elif name == "ipvsadm.proc":
+                # The rules file as /proc shows it: made from that very file, line for line.
+                rules = files["etc/lvsgen/ipvsadm.rules"].read_bytes()
+                head, *body = text.splitlines()
+                assert head.startswith("# ") and head.endswith(" rules md5 " + hashlib.md5(rules).hexdigest()), path
+                assert [b.split("\t")[1] for b in body] == rules.decode().splitlines(), path
+                assert all(len(b.split("\t")) == (3 if b.split("\t")[1].startswith("-A ") else 2) for b in body), path
             elif name.startswith(("etc/systemd/network/", "etc/systemd/system/")):
                 _check_ini(name, text)
             elif name == "etc/lvsgen/lvsgen.nft":

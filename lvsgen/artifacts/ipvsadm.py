@@ -15,7 +15,8 @@ import ipaddress
 from typing import Sequence
 
 from lvsgen.addresses import text
-from lvsgen.files import RULES, THRESHOLDS, File
+from lvsgen import procimage
+from lvsgen.files import PROC_IMAGE, RULES, THRESHOLDS, File
 from lvsgen.model import IPAddress, RealServer, Service
 from lvsgen.order import sort_services
 from lvsgen.state import HostState
@@ -105,3 +106,13 @@ def files(state: HostState) -> list[File]:
     if thresholds:
         out.append(File(THRESHOLDS, "".join(f"{line}\n" for line in thresholds)))
     return out
+
+
+def image_files(installed: list[File]) -> list[File]:
+    """The image of the rules file among INSTALLED as /proc shows it, when /proc can show it
+    all (lvsgen.procimage): for setup.sh, so it stays in the host folder (PROC_IMAGE)."""
+    for f in installed:
+        if f.path == RULES:
+            image = procimage.text(f.text)
+            return [] if image is None else [File(PROC_IMAGE, image)]
+    return []

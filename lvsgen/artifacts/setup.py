@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from lvsgen.files import HOST_COPY, LIBRARY, MODE_SCRIPT, NFTABLES, RULES, SETUP, THRESHOLDS, UNIT, UNIT_NETWORK, File
+from lvsgen.files import HOST_COPY, LIBRARY, MODE_SCRIPT, NFTABLES, PROC_IMAGE, RULES, SETUP, THRESHOLDS, UNIT, UNIT_NETWORK, File
 from lvsgen.model import Cluster
 from lvsgen.render import render
 from lvsgen.resources import templates_dir
@@ -29,9 +29,10 @@ def unit_files(cluster: Cluster, state: HostState, head: str) -> list[File]:
     return units
 
 
-def files(cluster: Cluster, state: HostState, head: str, installed: list[File], units: list[File]) -> list[File]:
+def files(cluster: Cluster, state: HostState, head: str, installed: list[File], units: list[File], engine: list[File]) -> list[File]:
     """setup.sh, which installs the files in `installed` (host-folder paths) at /<path> and
-    enables the boot units among them, and the engine."""
+    enables the boot units among them, and the engine; `engine` holds the engine's own data
+    (the rules file's image), which stays in the host folder and its boot copy."""
     host = state.host
     installed = sorted(installed, key=lambda f: f.path)
     text = render(
@@ -53,6 +54,7 @@ def files(cluster: Cluster, state: HostState, head: str, installed: list[File], 
         fou_ports=state.fou_ports,
         director=host.is_director,
         rules=RULES,
+        image=PROC_IMAGE if any(f.path == PROC_IMAGE for f in engine) else "",
         thresholds=THRESHOLDS if any(f.path == THRESHOLDS for f in installed) else "",
         nftables=NFTABLES if state.has_nft_table else "",
         table_owned=int(host.owns_ipvs_table),

@@ -168,7 +168,7 @@ def converge(tmp_path_factory):
     results = work / "results.json"
     assert results.exists(), run.diagnostics()
     (work / "console.txt").write_text(run.output)
-    return {"results": json.loads(results.read_text()), "run": run, "steps": sequence, "work": work}
+    return {"results": json.loads(results.read_text()), "run": run, "steps": sequence, "work": work, "plan": plan}
 
 
 def mode(converge, name: str) -> dict:
@@ -203,6 +203,22 @@ def test_no_request_fails_while_the_cluster_changes(converge):
     assert failures(stream) == [], f"{len(failures(stream))} of {len(stream)} requests failed"
     answered = {line.split()[2] for line in stream}
     assert {"rs1", "rs2", "rs3"} <= answered  # the stream saw the real servers come and go
+
+
+def test_a_table_equal_to_its_image_is_compared_by_lookups_alone(converge):
+    """In a real kernel, /proc prints each line of a table lvsgen put right exactly as the image
+    says: the pass that proves the table right (the verify after a change, or the plan of a run
+    with nothing to do) matches every line by lookup and converts none."""
+    r = mode(converge, "lvsgen")
+    checked = 0
+    for (name, _, _), step, tree in zip(converge["steps"][1:], r["steps"], [p["tree"] for p in converge["plan"][1:]]):
+        if not (converge["work"] / tree / "lb" / "ipvsadm.proc").exists():
+            continue  # a firewall-mark service: no image, read with ipvsadm -S -n
+        quiet = "no changes: already in the described state" in step["runs"]["lb"]["stdout"]
+        counts = step["image"]["plan" if quiet else "verify"]
+        assert counts is not None and len(set(counts.split())) == 1, (name, step["image"])
+        checked += 1
+    assert checked >= 5
 
 
 def test_the_last_run_changes_nothing(converge):

@@ -31,6 +31,17 @@ def saved():
     return D.in_host(LB, ["ipvsadm", "-S", "-n"]).stdout
 
 
+def image_counts():
+    """What the director's last plan and verify said of the image: "MATCHED IMAGE LIVE"."""
+    out = {}
+    for name, rel in (("plan", "plan/image"), ("verify", "plan/verify/image")):
+        try:
+            out[name] = open("%s/run/%s/%s" % (D.VM, LB["name"], rel)).read().strip()
+        except OSError:
+            out[name] = None
+    return out
+
+
 def lb(*args, **kw):
     return D.in_host(LB, list(args), **kw)
 
@@ -87,7 +98,7 @@ def sequence(mode):
                 runs[name] = setup(HOSTS[name], step["tree"])
         if step.get("facts"):
             r["facts_after"] = facts()
-        r["steps"].append({"name": step["name"], "runs": runs, "saved": saved()})
+        r["steps"].append({"name": step["name"], "runs": runs, "saved": saved(), "image": image_counts()})
         D.log(mode, step["name"], {n: x["rc"] for n, x in runs.items()})
         time.sleep(2)
     if slow is not None:

@@ -54,6 +54,9 @@ LVS_FOU=()
 LVS_ROUTES=()
 # The IPVS table, and how it is changed.
 LVS_RULES='etc/lvsgen/ipvsadm.rules'
+# The rules file as /proc/net/ip_vs shows it, for comparing the table by lookups ('' when /proc
+# cannot show it all: the table is then read with ipvsadm -S -n).
+LVS_IMAGE=''
 # Connection thresholds ('ipvsadm -S' does not print them), applied and checked apart ('' for none).
 LVS_THRESHOLDS='etc/lvsgen/ipvs.thresholds'
 LVS_TABLE_OWNED='1'

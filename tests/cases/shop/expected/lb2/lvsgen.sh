@@ -21,6 +21,7 @@
 #   LVS_ADDRESSES  ("cidr dev [nodad]" ...)
 #   LVS_ROUTES     ("-4|-6 via dev" ...) default routes
 #   LVS_RULES      host-folder path of the ipvsadm rules file ('' on real servers)
+#   LVS_IMAGE      host-folder path of its image as /proc/net/ip_vs shows it, or '' (directors)
 # and, on directors only:
 #   LVS_TABLE_OWNED 1: every IPVS service this file does not describe is removed;
 #                   0: only services lvsgen added are (the rest belong to someone else)
@@ -225,30 +226,73 @@ lvs_in() { # NEEDLE ITEM...: is NEEDLE one of the items?
 
 # --- files ----------------------------------------------------------------------------------------
 umask 022
-declare -A LVS_MODE=() LVS_SUM=() # path -> mode (as stat prints it), and -> MD5 sum
+declare -A LVS_MODE=() LVS_SIZE=() LVS_SUM=() # path -> mode (as stat prints it), size, MD5 sum
 
-# lvs_inspect_files PATH...: the modes and the checksums of those that exist, by one stat and
-# one md5sum for all of them, so that a run with nothing to change reads no file in bash and
-# pays two processes, whatever the size of the rules file. MD5 only tells an installed copy
-# from its source here; anyone who can plant a collision in /etc is root already.
+# lvs_inspect_files PATH...: the modes, sizes and checksums of those that exist, by one stat and
+# at most one md5sum for all of them, so that a run with nothing to change reads no file in
+# bash, whatever the size of the rules file. MD5 only tells an installed copy from its source
+# here; anyone who can plant a collision in /etc is root already.
+# The sums are kept per boot ($LVSGEN_RUN/sums) under each file's stat signature (size, inode,
+# mtime and ctime in nanoseconds): a file whose signature is the same has the same bytes, and
+# is not read again. Any write changes the ctime, which no one can set back; a signature whose
+# ctime is within two seconds of the sum is not kept (a write in the same clock tick as the
+# sum would not show), so the next run sums that file again.
+declare -A LVS_SIG=() LVS_SUMS_KEPT=() # path -> "size inode mtime ctime"; -> "signature sum" as kept
+LVS_SUMS_READ=0
 lvs_inspect_files() {
-  local -a present=()
-  local p m name
+  local -a present=() unsure=()
+  local p m size ino mtime ctime name sig
   for p in "$@"; do
     if [[ -f $p ]]; then present+=("$p"); fi
   done
   ((${#present[@]} > 0)) || return 0
-  while read -r m name; do
-    if [[ -n $name ]]; then LVS_MODE[$name]=$m; fi
-  done <<<"$(stat -c '%a %n' -- "${present[@]}" 2>/dev/null || true)"
+  if ((!LVS_SUMS_READ)); then
+    LVS_SUMS_READ=1
+    if [[ -r $LVSGEN_RUN/sums ]]; then
+      while read -r size ino mtime ctime m name; do
+        if [[ -n $name ]]; then LVS_SUMS_KEPT[$name]="$size $ino $mtime $ctime $m"; fi
+      done <"$LVSGEN_RUN/sums"
+    fi
+  fi
+  while read -r m size ino mtime ctime name; do
+    [[ -n $name ]] || continue
+    sig="$size $ino $mtime $ctime"
+    LVS_MODE[$name]=$m LVS_SIZE[$name]=$size LVS_SIG[$name]=$sig
+    p=${LVS_SUMS_KEPT[$name]-}
+    if [[ -n $p && ${p% *} == "$sig" ]]; then
+      LVS_SUM[$name]=${p##* }
+    else
+      unsure+=("$name")
+    fi
+  done <<<"$(stat -c '%a %s %i %.9Y %.9Z %n' -- "${present[@]}" 2>/dev/null || true)"
+  ((${#unsure[@]} > 0)) || return 0
   while read -r m name; do
     if [[ -n $name ]]; then LVS_SUM[$name]=$m; fi
-  done <<<"$(md5sum -- "${present[@]}" 2>/dev/null || true)"
+  done <<<"$(md5sum -- "${unsure[@]}" 2>/dev/null || true)"
+}
+
+# lvs_sums_save: keep the sums of the files this run inspected (see lvs_inspect_files). A file
+# this run wrote is a new inode, so its old signature never matches again. Not in a dry run.
+lvs_sums_save() {
+  ((LVS_DRY_RUN || ${#LVS_SIG[@]} == 0)) && return 0
+  [[ -d $LVSGEN_RUN ]] || return 0
+  local name sig ctime text='' now=${LVS_NOW:-$EPOCHSECONDS} # LVS_NOW: for the tests
+  for name in "${!LVS_SIG[@]}"; do
+    sig=${LVS_SIG[$name]}
+    [[ -n ${LVS_SUM[$name]-} ]] || continue
+    ctime=${sig##* }
+    [[ $ctime == [0-9]*.[0-9]* ]] || continue # a stat that does not print nanoseconds
+    ((${ctime%%.*} + 2 < now)) || continue
+    text+="$sig ${LVS_SUM[$name]} $name"$'\n'
+  done
+  printf '%s' "$text" >"$LVSGEN_RUN/sums"
 }
 
 # lvs_sync_files SRC DEST MODE [SRC DEST MODE ...]: install each SRC as DEST unless DEST
 # already has its bytes and mode. Both must have been inspected (lvs_inspect_files): equal
-# sums mean equal bytes. A file is written next to DEST and renamed over it.
+# sums mean equal bytes. A file is written next to DEST and renamed over it: a small one from
+# bash, a large one (a rules file of thousands of lines) by cp, which reads it much faster.
+LVS_BIG=262144 # bash reads some 5 MB/s under emulation; a cp costs what bash takes for 200 KB
 lvs_sync_files() {
   # The folders that are missing, made by one mkdir.
   local -a dirs=()
@@ -270,13 +314,17 @@ lvs_sync_files() {
       [[ ${LVS_MODE[$dest]-} == "${mode#0}" ]] || lvs_run chmod "$mode" -- "$dest"
       continue
     fi
+    if ((LVS_DRY_RUN || ${LVS_SIZE[$src]:-0} > LVS_BIG)); then
+      lvs_write_file "$src" "$dest" "$mode"
+      continue
+    fi
     want=
-    if ! ((LVS_DRY_RUN)); then IFS= read -r -d '' want <"$src" || true; fi
+    IFS= read -r -d '' want <"$src" || true
     lvs_write_file "$src" "$dest" "$mode" "$want"
   done
 }
 
-lvs_write_file() { # SRC DEST MODE TEXT: write TEXT to DEST atomically, with MODE
+lvs_write_file() { # SRC DEST MODE [TEXT]: write TEXT (else a copy of SRC) to DEST atomically, with MODE
   local src=$1 dest=$2 mode=$3
   LVS_CHANGES=$((LVS_CHANGES + 1))
   if ((LVS_DRY_RUN)); then
@@ -285,9 +333,17 @@ lvs_write_file() { # SRC DEST MODE TEXT: write TEXT to DEST atomically, with MOD
   fi
   printf 'lvsgen[%s]: + install -D -m %q -- %q %q\n' "$LVS_HOST" "$mode" "$src" "$dest"
   [[ -d ${dest%/*} ]] || mkdir -p -- "${dest%/*}" || lvs_die "cannot create ${dest%/*}"
-  printf '%s' "$4" >"$dest.lvsgen-new" || lvs_die "cannot write $dest.lvsgen-new"
-  if [[ $mode != 0644 ]]; then
-    chmod "$mode" -- "$dest.lvsgen-new" || lvs_die "cannot chmod $dest.lvsgen-new"
+  if (($# >= 4)); then
+    printf '%s' "$4" >"$dest.lvsgen-new" || lvs_die "cannot write $dest.lvsgen-new"
+    if [[ $mode != 0644 ]]; then
+      chmod "$mode" -- "$dest.lvsgen-new" || lvs_die "cannot chmod $dest.lvsgen-new"
+    fi
+  else
+    # A new file (not one an earlier run left), so that it has the mode of SRC less the umask.
+    cp --remove-destination -- "$src" "$dest.lvsgen-new" || lvs_die "cannot copy $src to $dest.lvsgen-new"
+    if [[ ${LVS_MODE[$src]-} != "${mode#0}" ]]; then
+      chmod "$mode" -- "$dest.lvsgen-new" || lvs_die "cannot chmod $dest.lvsgen-new"
+    fi
   fi
   mv -f -- "$dest.lvsgen-new" "$dest" || lvs_die "cannot rename $dest.lvsgen-new to $dest"
   if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
@@ -305,6 +361,7 @@ lvs_files() {
     paths+=("$LVS_HERE/$src" "/$src" "$LVSGEN_STATE/host/$src")
     lvs_record_add file "/$src"
   done
+  if [[ -n ${LVS_IMAGE:-} ]]; then paths+=("$LVS_HERE/$LVS_IMAGE" "$LVSGEN_STATE/host/$LVS_IMAGE"); fi
   lvs_inspect_files "${paths[@]}" "$LVS_HERE/setup.sh" "$LVS_HERE/lvsgen.sh" \
     "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
   lvs_sync_files "${sync[@]}"
@@ -323,6 +380,7 @@ lvs_copy() {
     return 0
   fi
   local -a sync=("$LVS_HERE/setup.sh" "$copy/setup.sh" 0755 "$LVS_HERE/lvsgen.sh" "$copy/lvsgen.sh" 0644)
+  if [[ -n ${LVS_IMAGE:-} ]]; then sync+=("$LVS_HERE/$LVS_IMAGE" "$copy/$LVS_IMAGE" 0644); fi
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
     sync+=("$LVS_HERE/$src" "$copy/$src" "${entry##* }")
@@ -335,6 +393,10 @@ lvs_copy() {
 lvs_copy_new() {
   local copy=$1 tmp=$1.lvsgen-new entry src mode
   local -a names=(setup.sh lvsgen.sh) modes=(0755 0644)
+  if [[ -n ${LVS_IMAGE:-} ]]; then
+    names+=("$LVS_IMAGE")
+    modes+=(0644)
+  fi
   for entry in "${LVS_FILES[@]}"; do
     names+=("${entry% *}")
     modes+=("${entry##* }")
@@ -1049,10 +1111,15 @@ function showable() {
 # record of services as it must be before (DIR/services.before) and after (DIR/services.after)
 # the change, and the names of the services the A and R lines touch (DIR/touched); it prints
 # the counts "A W R ADDED DELETED".
+# With img (the image of DESIRED, etc/lvsgen/ipvsadm.proc, see lvsgen/procimage.py) whose first
+# line ends in imgkey (DESIRED's MD5 sum) and fmt "proc", DESIRED is not read: each /proc line is
+# looked up in the image by its words, and only the lines that match nothing are converted. A
+# table equal to the file is then settled by lookups alone, and the plan is the same.
 # With file 0 (ONLY: service names, one a line, given first) the plan is scoped: lines of
 # other services, in DESIRED and LIVE alike, are skipped unread. The plan is then the full
 # plan restricted to those services; the verify after a change reads back only what it touched.
 # Exit 5: with fmt "proc", DESIRED uses something /proc cannot show; 3 and 4: see proc_line.
+# With an image, file 0 is ignored: a full pass costs no more than a scoped one.
 # A service is deleted if it is not described and either owned is 1 or it is in RECORDED.
 # A described service is lvsgen's with all of its real servers.
 # shellcheck disable=SC2016 # awk code: $ is awk's
@@ -1079,46 +1146,99 @@ function take(line,   k, r) {
   }
   bad(file == 1 ? "desired" : "live")
 }
-BEGIN {
-  # The fingerprint: /proc/net/ip_vs as it was when a full pass last proved it equal to a
-  # desired file, counters dropped, under the key of that file. A live table that is the
-  # same text, line for line, needs no conversion and the desired file is never read.
-  if (fpin != "" && (getline l < fpin) > 0 && l == "# " fpkey) { fpok = 1; while ((getline l < fpin) > 0) FP[++nfp] = l }
-  if (fpin != "") close(fpin)
+BEGIN { if (img != "" && fmt == "proc") img_load() }
+# img_load: IK[key] = line number (the key of a real server is the key of its service, SUBSEP,
+# its own), IMGR[n] the rules line, IMGN[n] the name of a service. Any surprise: no image.
+function img_load(   l, h, n, t, k, r, cur) {
+  if ((getline l < img) <= 0 || substr(l, 1, 1) != "#" || (n = split(l, h, " ")) < 2 || h[n] != imgkey) { close(img); return }
+  imgok = 1
+  while ((getline l < img) > 0) {
+    t = index(l, "\t"); if (!t) { imgok = 0; break }
+    k = substr(l, 1, t - 1); r = substr(l, t + 1); n = ++nimg
+    if (substr(k, 1, 3) == "-> ") {
+      if (cur == "") { imgok = 0; break }
+      k = cur SUBSEP k; IMGR[n] = r
+    } else {
+      t = index(r, "\t"); if (!t) { imgok = 0; break }
+      IMGN[n] = substr(r, t + 1); IMGR[n] = substr(r, 1, t - 1)
+      if (index(k, "@")) {  # a persistence timeout in seconds: /proc shows jiffies
+        if (hz <= 0 || !match(k, /@[0-9]+/)) { imgok = 0; break }
+        k = substr(k, 1, RSTART - 1) (substr(k, RSTART + 1, RLENGTH - 1) * hz) substr(k, RSTART + RLENGTH)
+      }
+      cur = k
+    }
+    IK[k] = n
+  }
+  close(img)
+  if (!imgok) { split("", IK); split("", IMGR); split("", IMGN); nimg = 0 }
 }
-function fpline() { return ($1 == "->") ? $1 " " $2 " " $3 " " $4 : $0 }
+# img_match: look the /proc line in $0 up; MATCH[its number] = the image line it is.
+function img_match(   k) {
+  if ($1 == "->") { if ($2 == "RemoteAddress:Port") return; k = cursk SUBSEP $1 " " $2 " " $3 " " $4 }
+  else if ($1 == "IP" || $1 == "Prot") return
+  else { $1 = $1; k = $0; cursk = k }
+  nlive++
+  if (k in IK) { MATCH[nraw] = IK[k]; HIT[IK[k]] = 1; nhit++ }
+}
+# img_plan: every image line no live line matched is a desired line to read, every live line
+# that matched nothing is converted (after the line of its service, for the name) and read.
+function img_plan(   i, j, s, done, keep, line) {
+  # How well the image matched, for whoever wants to know (the VM tests do): "MATCHED IMAGE LIVE".
+  if (split_dir != "") { printf "%d %d %d\n", nhit, nimg, nlive > (split_dir "/image"); close(split_dir "/image") }
+  if (nhit == nimg && nlive == nimg) { imgmatch = 1; return }
+  for (j = 1; j <= nimg; j++) {
+    if (j in IMGN) DN[IMGN[j]] = 1
+    if (!(j in HIT)) { file = 1; lineno = j + 1; $0 = IMGR[j]; take() }
+  }
+  for (i = 1; i <= nraw; i++) {
+    $0 = RAW[i]
+    if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) continue
+    if ($1 != "->") { s = i; done = 0 }
+    if (i in MATCH) continue
+    if ($1 == "->" && !done) {
+      if (!s) continue
+      keep = $0; $0 = RAW[s]; proc_line(0); $0 = keep; done = 1
+      if (proc_err) { failed = proc_err; exit proc_err }
+    }
+    line = proc_line(0)
+    if (proc_err) { failed = proc_err; exit proc_err }
+    if ($1 != "->") done = 1
+    if (line == "") continue
+    file = 2; lineno = i; $0 = line; take()
+  }
+}
 file == 3 { if ($0 != "") rec[$0] = 1; next }
-file == 0 { if ($0 != "") { ONLY[$0] = 1; ONLYP[procname($1, $2)] = 1 }; scoped = 1; next }
+file == 0 { if (!imgok && $0 != "") { ONLY[$0] = 1; ONLYP[procname($1, $2)] = 1 }; scoped = !imgok; next }
 # procname(FLAG, ADDR:PORT): an IPv4 service as /proc names it ("TCP C0000201:0050"), so that
 # the verify skips the services it did not touch unconverted. IPv6 ones are converted.
 function procname(flag, addr,   a, q) {
   if (substr(addr, 1, 1) == "[" || split(addr, q, ":") != 2 || split(q[1], a, ".") != 4) return ""
   return ((flag == "-t") ? "TCP" : (flag == "-u") ? "UDP" : "SCTP") " " sprintf("%02X%02X%02X%02X:%04X", a[1], a[2], a[3], a[4], q[2])
 }
-# LIVE comes before DESIRED. /proc lines are kept raw and compared with the fingerprint;
-# live_read() converts them only if that is not enough.
-file == 2 && fmt == "proc" { RAW[++nraw] = $0; if (fpok && FP[nraw] != fpline()) fpok = 0; next }
+# LIVE comes before DESIRED. /proc lines are kept raw, looked up in the image if there is
+# one, and converted by live_read() if there is none.
+file == 2 && fmt == "proc" { RAW[++nraw] = $0; if (imgok) img_match(); next }
+file == 1 && imgok { nextfile }
 function live_read(   i, keep) {
   lived = 1
   if (fmt != "proc") return
-  if (fpok && nraw == nfp) { fpmatch = 1; return }
   keep = $0
   for (i = 1; i <= nraw; i++) {
     $0 = RAW[i]
     if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) continue  # the header
-    if (scoped && $1 == "->" && !inscope) { outscope = 1; continue }  # a real server of a service out of scope
-    if (scoped && $1 != "->" && substr($2, 1, 1) != "[" && !(($1 " " $2) in ONLYP)) { inscope = 0; outscope = 1; continue }
+    if (scoped && $1 == "->" && !inscope) continue  # a real server of a service out of scope
+    if (scoped && $1 != "->" && substr($2, 1, 1) != "[" && !(($1 " " $2) in ONLYP)) { inscope = 0; continue }
     line = proc_line(0)
     if (proc_err) { failed = proc_err; exit proc_err }
     if (line == "") continue
-    if (scoped && $1 != "->") { inscope = (proc_svc in ONLY); if (!inscope) { outscope = 1; continue } }
+    if (scoped && $1 != "->") { inscope = (proc_svc in ONLY); if (!inscope) continue }
     L2[++n2] = line; LV[line] = i
   }
   $0 = keep
 }
-file == 1 && !lived { live_read(); if (fpmatch) exit }
+file == 1 && !lived { live_read() }
 /^[ \t]*$/ || /^#/ { next }
-scoped && !(svcname() in ONLY) { if (file == 2) outscope = 1; next }
+scoped && !(svcname() in ONLY) { next }
 file == 1 && fmt == "proc" && !showable() { failed = 5; exit 5 }
 # Lines are kept as they are; the common case, a table equal to the file, is settled by
 # comparing whole lines, and only a difference pays for reading them field by field.
@@ -1143,11 +1263,12 @@ function out(tag, line,   w, k) {
 }
 END {
   if (failed) exit failed
-  if (!lived && !fpmatch) { live_read(); if (failed) exit failed }
-  if (fpmatch) { if (split_dir == "") exit 0; print "0 0 0 0 0"; exit 0 }
+  if (imgok) { img_plan(); if (failed) exit failed }
+  else if (!lived) { live_read(); if (failed) exit failed }
+  if (imgmatch) { if (split_dir == "") exit 0; print "0 0 0 0 0"; exit 0 }
   if (fmt == "proc" && fwm) exit 4
   for (i = 1; i <= n2; i++) if (L2[i] in D) same++
-  if (!(distinct == n1 && n1 == n2 && same == n2)) {
+  if (!imgok && !(distinct == n1 && n1 == n2 && same == n2)) {
     # Only lines that are not in both need reading, and every described service name.
     for (i = 1; i <= n1; i++) if (!(L1[i] in LV)) { file = 1; lineno = D[L1[i]]; $0 = L1[i]; take() }
     for (i = 1; i <= n2; i++) if (!(L2[i] in D)) { file = 2; lineno = LV[L2[i]]; $0 = L2[i]; take() }
@@ -1176,12 +1297,6 @@ END {
   for (i = 1; i <= nw; i++) out("W", waits[i])
   for (i = 1; i <= nr; i++) out("R", removes[i])
   for (i = 1; i <= nls; i++) if (lso[i] in gone) { out("R", "-D " lso[i]); ndel++ }
-  if (fpout != "" && fmt == "proc" && !outscope && !dry && n["A"] + n["W"] + n["R"] == 0) {
-    # Everything was read and nothing differs: this table is the fingerprint of the file.
-    print "# " fpkey > fpout
-    for (i = 1; i <= nraw; i++) { $0 = RAW[i]; print fpline() > fpout }
-    close(fpout)
-  }
   if (split_dir == "") exit 0
   for (i = 1; i <= nshow; i++) print show[i] > (split_dir "/show")
   for (k in TOUCH) print k > (split_dir "/touched")
@@ -1197,7 +1312,7 @@ lvs_ipvs_plan() {
   [[ -z ${8:-} ]] || scope=(file=0 "$8")
   LC_ALL=C awk -v owned="$4" -v drain="$5" -v fmt="${6:-save}" -v split_dir="${7:-}" -v hz="${LVS_HZ:-0}" \
     -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" -v timeout="${LVS_DRAIN_TIMEOUT:-0}" \
-    -v fpin="${LVS_FP_IN:-}" -v fpout="${LVS_FP_OUT:-}" -v fpkey="${LVS_FP_KEY:-}" \
+    -v img="${LVS_IMG_IN:-}" -v imgkey="${LVS_IMG_KEY:-}" \
     "$LVS_AWK_PROC$LVS_AWK_PLAN" "${scope[@]}" file=2 "$2" file=1 "$1" file=3 "$3"
 }
 
@@ -1277,17 +1392,17 @@ lvs_ipvs_diff() {
   : >"$dir/services.before"
   : >"$dir/services.after"
   : >"$dir/touched"
+  : >"$dir/image"
   [[ -f $recorded ]] || recorded=/dev/null
   if [[ -e $LVSGEN_STATE/ipvs-hidden && -r $LVSGEN_PROC_IPVS ]]; then
     lvs_ipvs_proc_can_show "$desired" || LVS_IPVS_HIDDEN=1
   elif [[ -r $LVSGEN_PROC_IPVS ]]; then
     lvs_kernel_hz
-    # The fingerprint (see LVS_AWK_PLAN), kept per boot, keyed by the desired file's sum
-    # (known when lvs_files inspected it) and everything else the comparison depended on.
-    local LVS_FP_IN='' LVS_FP_OUT='' LVS_FP_KEY=''
-    if [[ -n ${LVS_SUM[$desired]-} && -d $LVSGEN_RUN ]]; then
-      LVS_FP_IN=$LVSGEN_RUN/ipvs.fingerprint LVS_FP_OUT=$LVSGEN_RUN/ipvs.fingerprint
-      LVS_FP_KEY="${LVS_SUM[$desired]} owned=$LVS_TABLE_OWNED hz=${LVS_HZ:-0}"
+    # The image (see LVS_AWK_PLAN), if it was made from this very file: its sum is known
+    # once lvs_files (or lvs_ipvs) inspected it.
+    local LVS_IMG_IN='' LVS_IMG_KEY=''
+    if [[ -n ${LVS_IMAGE:-} && -n ${LVS_SUM[$desired]-} ]]; then
+      LVS_IMG_IN=$LVS_HERE/$LVS_IMAGE LVS_IMG_KEY=${LVS_SUM[$desired]}
     fi
     LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir" "$only") || rc=$?
     ((rc == 0)) && return 0
@@ -1378,6 +1493,9 @@ lvs_ipvs() {
   [[ -n $LVS_RULES ]] || return 0
   lvs_step ipvs
   local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan a
+  # The image is used only with the file it was made from: the boot path, which does not
+  # inspect the files, takes the sum here.
+  if [[ -n ${LVS_IMAGE:-} && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
   # An empty table (a first run, a boot) is loaded from the file as it is; else the delta.
   if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
     a=$desired
@@ -1583,6 +1701,7 @@ lvsgen_main() {
   fi
   lvs_step finish
   lvs_record_save
+  lvs_sums_save
   if ((LVS_DRY_RUN)); then
     if ((LVS_CHANGES == 0)); then
       lvs_say "dry run: no changes: already in the described state"
