@@ -1339,12 +1339,11 @@ def test_an_image_that_does_not_fit_is_not_used(tmp_path: Path, spoil: str) -> N
     elif spoil == "server-first":
         body = body[1:] + body[:1]
     live = {"-t 192.0.2.1:80": ("-s wlc -p 300", {"198.51.100.1:80": "-g -w 5"})}
-    hz = "0" if spoil == "no-hz" else str(IMG_HZ)
     split = tmp_path / "split"
     split.mkdir()
     run = _image_plan(desired, _proc_of(live), head + "".join(body), tmp_path, "1", "1", "proc", f'"{split}"')
     if spoil == "no-hz":
-        run = bash(f'LVS_HZ=0 LVS_IMG_IN="$4" LVS_IMG_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc',
+        run = bash('LVS_HZ=0 LVS_IMG_IN="$4" LVS_IMG_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc',
                    tmp_path / "desired rules", tmp_path / "proc ip_vs", tmp_path / "recorded", tmp_path / "image file",
                    hashlib.md5(desired.encode()).hexdigest())
         assert run.returncode == 3, "no HZ: read with ipvsadm -S -n, as without an image"
