@@ -18,7 +18,10 @@ The cluster: N services (default 1,000; --big: 5,000) of 2 DR real servers each,
 (default 4) from 198.51.100.0/24 and 203.0.113.0/24 with ports 1..ceil(N/K); the real
 servers are bare addresses (not managed hosts) from 192.0.2.0/24, the director's network.
 After every step the live table (`ipvsadm -S -n`, sorted) must equal the sorted rules file
-of the tree just applied (for the dry runs: the tree applied before).
+of the tree just applied (for the dry runs: the tree applied before). Each step starts
+--pause seconds (default 3) after the one before, as runs on a real host are minutes apart:
+setup.sh does not keep the sum of a file written within 2 s of it, so back-to-back runs would
+sum every file the run before wrote.
 
 Exit status: 0 when every run did what it must (exit status, table); 1 otherwise. A missed
 target is reported, not a failure. --trace adds a second, diagnostic boot that runs every
@@ -173,6 +176,7 @@ def boot(work: Path, args: argparse.Namespace, trace: bool, steps: list) -> tupl
         "STEPS": " ".join(f"{n}:{t}:{'+'.join(a) or '-'}:{rc}:{tt}" for n, t, a, rc, tt, _, _ in steps),
         "YARDSTICK_N": str(args.yardstick),
         "TRACE": "1" if trace else "0",
+        "PAUSE": str(args.pause),
     }
     (work / "bench.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in cfg.items()))
     (work / "results.json").unlink(missing_ok=True)
@@ -338,6 +342,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=1500, help="VM timeout in seconds (default 1500)")
     parser.add_argument("--trace", action="store_true", help="also a diagnostic boot under bash -x")
     parser.add_argument("--trace-only", action="store_true", help="only the diagnostic boot")
+    parser.add_argument("--pause", type=float, default=3, metavar="SECONDS",
+                        help="pause before each step (default 3): runs on a host are minutes apart, and setup.sh "
+                             "keeps no sum of a file written within 2 s of it (README, files)")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each boot, wait up to this long for no other qemu and load < 1")
     parser.add_argument("--top", type=int, default=12, help="lines per trace summary (default 12)")

@@ -7,6 +7,7 @@
 #   STEPS        "name:tree:args:expected_rc:table_tree ..." (args: '+'-separated, '-' for none)
 #   YARDSTICK_N  timed ipvsadm-restore rounds (median taken by the host side)
 #   TRACE        1: run every setup.sh under bash -x with a timestamped PS4 (diagnostic run)
+#   PAUSE        seconds to wait before each step (runs on a real host are minutes apart)
 #
 # Everything runs in one network namespace ("lb") with its own hostname, as the director.
 # The trees are copied to tmpfs first so that 9p reads do not count. Each step is timed with
@@ -194,6 +195,7 @@ for step in $STEPS; do
   IFS=: read -r name tree args expect table_tree <<<"$step"
   echo "$step" >>"$OUT/steps"
   script=$W/$tree/$DIRECTOR/setup.sh
+  sleep "${PAUSE:-0}"
   argv=()
   if [[ $args != - ]]; then IFS=+ read -r -a argv <<<"$args"; fi
   if [[ ${TRACE:-0} == 1 ]]; then

@@ -1450,6 +1450,32 @@ def _fake_ip_addrs(tmp_path: Path, addrs: str) -> Path:
     return bin_dir
 
 
+@pytest.mark.parametrize(("between", "reads"), [("", 1), ("sysctl", 2), ("ip", 2), ("chmod", 1)])
+def test_addresses_are_read_again_only_after_something_may_have_changed_them(tmp_path: Path, between: str, reads: int) -> None:
+    """Preflight reads them; the addresses step reuses that unless a sysctl was written or an
+    ip command run since (each may take addresses away)."""
+    bin_dir = _fake_ip_addrs(tmp_path, "1: lo    inet 192.0.2.11/24 scope global lo\n")
+    (bin_dir / "ip").write_text(
+        '#!/bin/sh\nif [ "$1 $2" = "-o addr" ]; then echo read >>"$IP_LOG.reads"; cat "${0%/*}/addrs"; exit 0; fi\n'
+        'echo "args: $*" >>"$IP_LOG"\ncat >>"$IP_LOG"\n'
+    )
+    sysdir = tmp_path / "proc sys"
+    (sysdir / "net" / "ipv4").mkdir(parents=True)
+    (tmp_path / "f").write_text("x")
+    step = {
+        "": ":",
+        "sysctl": "lvs_sysctl_set net.ipv4.ip_forward 1 >/dev/null",
+        "ip": "lvs_ip link set dev lo up >/dev/null; lvs_ip_flush",
+        "chmod": 'lvs_run chmod 0644 -- "$F" >/dev/null',
+    }[between]
+    run = bash(
+        f"PATH=$BIN:$PATH; LVS_HOST=h; LVSGEN_PROC_SYS=$SYS; LVS_ADDRESSES=('192.0.2.11/24 lo'); lvs_read_addrs; {step}; lvs_addresses; echo done",
+        BIN=bin_dir, IP_LOG=tmp_path / "log", SYS=sysdir, F=tmp_path / "f",
+    )
+    assert run.stdout.endswith("done\n"), run.stdout + run.stderr
+    assert lines((tmp_path / "log.reads").read_text()) == ["read"] * reads
+
+
 def test_preflight_reports_a_missing_nic_and_a_missing_host_address_at_once(tmp_path: Path) -> None:
     """Every problem at once, before any change: the NIC that does not exist, and the host's
     own address that its network configuration has not put there (lvsgen does not add it)."""

@@ -63,6 +63,7 @@ lvs_run() {
   printf 'lvsgen[%s]: +' "$LVS_HOST"
   printf ' %q' "$@"
   printf '\n'
+  [[ $1 == chmod ]] || LVS_ADDRS_STALE=1
   local rc=0
   "$@" || rc=$?
   ((rc == 0)) || lvs_die "'$*' failed with exit status $rc"
@@ -497,6 +498,7 @@ lvs_sysctl_set() {
     return 0
   fi
   lvs_say "+ sysctl -w $1=$2"
+  LVS_ADDRS_STALE=1 # disable_ipv6, say, takes addresses away
   lvs_sysctl_path "$1"
   if ! printf '%s\n' "$2" 2>/dev/null >"$LVS_PATH"; then
     lvs_die "'sysctl -w $1=$2' failed: the kernel refused the value"
@@ -681,7 +683,11 @@ lvs_read_links() {
 }
 
 LVS_ADDRS= # "\nCIDR DEV\n" for every address on the host
+# Read once in preflight; read again by lvs_addresses only when something since may have
+# changed them (a sysctl written, an ip command run: LVS_ADDRS_STALE).
+LVS_ADDRS_STALE=0
 lvs_read_addrs() {
+  LVS_ADDRS_STALE=0
   local dev family cidr rest
   LVS_ADDRS=$'\n'
   while read -r _ dev family cidr rest; do
@@ -710,6 +716,7 @@ lvs_ip_flush() { # ip -batch stops at the first command that fails and names its
   local text rc=0
   printf -v text '%s\n' "${LVS_IPQ[@]}"
   text=${text%$'\n'} # the here-string ends it
+  LVS_ADDRS_STALE=1
   ip -batch - <<<"$text" || rc=$?
   ((rc == 0)) || lvs_die "'ip -batch -' failed with exit status $rc; its commands, line by line:"$'\n'"$text"
   LVS_IPQ=()
@@ -760,7 +767,7 @@ lvs_addresses() {
   lvs_step addresses
   local -A have=() ip_on=()
   local cidr dev entry nodad
-  lvs_read_addrs
+  if ((LVS_ADDRS_STALE)) || [[ -z $LVS_ADDRS ]]; then lvs_read_addrs; fi
   while read -r cidr dev; do
     have["$cidr $dev"]=1
     ip_on["${cidr%/*} $dev"]=$cidr
