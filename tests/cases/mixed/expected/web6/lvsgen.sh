@@ -1155,53 +1155,61 @@ function take(line,   k, r) {
 }
 BEGIN { if (img != "" && fmt == "proc") img_load() }
 # img_load: IK[key] = line number (the key of a real server is the key of its service, SUBSEP,
-# its own), IMGR[n] the rules line, IMGN[n] the name of a service. Any surprise: no image.
-function img_load(   l, h, n, t, k, r, cur) {
+# its own) and IL[n] the image line, split only when the table differs. Any surprise: no image.
+function img_load(   l, h, n, t, k, cur) {
   if ((getline l < img) <= 0 || substr(l, 1, 1) != "#" || (n = split(l, h, " ")) < 2 || h[n] != imgkey) { close(img); return }
   imgok = 1
   while ((getline l < img) > 0) {
     t = index(l, "\t"); if (!t) { imgok = 0; break }
-    k = substr(l, 1, t - 1); r = substr(l, t + 1); n = ++nimg
+    k = substr(l, 1, t - 1); IL[++nimg] = l
     if (substr(k, 1, 3) == "-> ") {
       if (cur == "") { imgok = 0; break }
-      k = cur SUBSEP k; IMGR[n] = r
+      k = cur SUBSEP k
     } else {
-      t = index(r, "\t"); if (!t) { imgok = 0; break }
-      IMGN[n] = substr(r, t + 1); IMGR[n] = substr(r, 1, t - 1)
+      if (!index(substr(l, t + 1), "\t")) { imgok = 0; break }  # a service line has its name
       if (index(k, "@")) {  # a persistence timeout in seconds: /proc shows jiffies
         if (hz <= 0 || !match(k, /@[0-9]+/)) { imgok = 0; break }
         k = substr(k, 1, RSTART - 1) (substr(k, RSTART + 1, RLENGTH - 1) * hz) substr(k, RSTART + RLENGTH)
       }
       cur = k
     }
-    IK[k] = n
+    IK[k] = nimg
   }
   close(img)
-  if (!imgok) { split("", IK); split("", IMGR); split("", IMGN); nimg = 0 }
+  if (!imgok) { split("", IK); split("", IL); nimg = 0 }
 }
-# img_match: look the /proc line in $0 up; MATCH[its number] = the image line it is.
-function img_match(   k) {
-  if ($1 == "->") { if ($2 == "RemoteAddress:Port") return; k = cursk SUBSEP $1 " " $2 " " $3 " " $4 }
-  else if ($1 == "IP" || $1 == "Prot") return
-  else { $1 = $1; k = $0; cursk = k }
-  nlive++
-  if (k in IK) { MATCH[nraw] = IK[k]; HIT[IK[k]] = 1; nhit++ }
+# described(NAME): does the desired table have that service? With an image, the names are
+# read from it the first time this is asked: a change of a weight never asks.
+function described(name,   j, l, t) {
+  if (imgok && !dnready) {
+    dnready = 1
+    for (j = 1; j <= nimg; j++) {
+      l = IL[j]; t = index(l, "\t"); l = substr(l, t + 1)
+      if (substr(l, 1, 3) == "-A ") DN[substr(l, index(l, "\t") + 1)] = 1
+    }
+  }
+  return (name in DN)
 }
 # img_plan: every image line no live line matched is a desired line to read, every live line
 # that matched nothing is converted (after the line of its service, for the name) and read.
-function img_plan(   i, j, s, done, keep, line) {
+function img_plan(   i, j, s, done, keep, line, k, l) {
   # How well the image matched, for whoever wants to know (the VM tests do): "MATCHED IMAGE LIVE".
   if (split_dir != "") { printf "%d %d %d\n", nhit, nimg, nlive > (split_dir "/image"); close(split_dir "/image") }
   if (nhit == nimg && nlive == nimg) { imgmatch = 1; return }
+  for (i in MATCH) HIT[IK[MATCH[i]]] = 1
   for (j = 1; j <= nimg; j++) {
-    if (j in IMGN) DN[IMGN[j]] = 1
-    if (!(j in HIT)) { file = 1; lineno = j + 1; $0 = IMGR[j]; take() }
+    if (j in HIT) continue
+    l = IL[j]; l = substr(l, index(l, "\t") + 1)
+    if (substr(l, 1, 3) == "-A ") l = substr(l, 1, index(l, "\t") - 1)
+    file = 1; lineno = j + 1; $0 = l; take()
   }
   for (i = 1; i <= nraw; i++) {
+    # Only lines that matched nothing are split into fields; the kernel starts a real server
+    # line with "  -> ".
+    if (substr(RAW[i], 1, 5) != "  -> ") { s = i; done = 0 }
+    if (i in MATCH) continue
     $0 = RAW[i]
     if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) continue
-    if ($1 != "->") { s = i; done = 0 }
-    if (i in MATCH) continue
     if ($1 == "->" && !done) {
       if (!s) continue
       keep = $0; $0 = RAW[s]; proc_line(0); $0 = keep; done = 1
@@ -1224,7 +1232,17 @@ function procname(flag, addr,   a, q) {
 }
 # LIVE comes before DESIRED. /proc lines are kept raw, looked up in the image if there is
 # one, and converted by live_read() if there is none.
-file == 2 && fmt == "proc" { RAW[++nraw] = $0; if (imgok) img_match(); next }
+file == 2 && fmt == "proc" {
+  RAW[++nraw] = $0
+  if (!imgok) next
+  # The key of the line (see img_load), looked up: this runs once per line of the table, the
+  # cost of a run that changes nothing. Rebuilding a service line ($1 = $1) makes its spaces single.
+  if ($1 == "->") { if ($2 != "RemoteAddress:Port") { nlive++; if ((k = cursk SUBSEP $1 " " $2 " " $3 " " $4) in IK) { MATCH[nraw] = k; nhit++ } }; next }
+  if ($1 == "IP" || $1 == "Prot") next
+  $1 = $1; cursk = $0; nlive++
+  if ($0 in IK) { MATCH[nraw] = $0; nhit++ }
+  next
+}
 file == 1 && imgok { nextfile }
 function live_read(   i, keep) {
   lived = 1
@@ -1289,17 +1307,17 @@ END {
     else if (ldst[k] != ddst[k]) out("A", "-e " dest(k, ddst[k]))
   }
   for (i = 1; i <= nls; i++) { k = lso[i]
-    if (!(k in DN) && (owned == 1 || (k in rec))) gone[k] = 1
+    if (!described(k) && (owned == 1 || (k in rec))) gone[k] = 1
   }
   for (i = 1; i <= nld; i++) { k = ldo[i]
     if (k in ddst) continue
     split(k, p, SUBSEP)
-    if (!(p[1] in DN) && !(p[1] in gone)) continue
+    if (!described(p[1]) && !(p[1] in gone)) continue
     if (drain == 1) {
       if (weight(ldst[k]) != 0) out("A", "-e " dest(k, zero(ldst[k])))
       waits[++nw] = p[1] " " p[2]
     }
-    if (p[1] in DN) removes[++nr] = "-d " p[1] " -r " p[2]
+    if (described(p[1])) removes[++nr] = "-d " p[1] " -r " p[2]
   }
   for (i = 1; i <= nw; i++) out("W", waits[i])
   for (i = 1; i <= nr; i++) out("R", removes[i])
