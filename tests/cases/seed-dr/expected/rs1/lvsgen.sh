@@ -211,7 +211,21 @@ lvs_preflight() {
     done
     exit 1
   fi
-  [[ -d $LVSGEN_RUN ]] || mkdir -p -- "$LVSGEN_RUN"
+  # Every folder the run needs, by one mkdir (each process counts on a first run): the run
+  # folder (the lock, the plan) and, unless nothing may change, the state folder and the
+  # folders of the files to install.
+  local -a dirs=()
+  [[ -d $LVSGEN_RUN/plan/verify ]] || dirs+=("$LVSGEN_RUN/plan/verify")
+  if ! ((LVS_DRY_RUN || LVS_BOOT)); then
+    [[ -d $LVSGEN_STATE ]] || dirs+=("$LVSGEN_STATE")
+    local entry d
+    for entry in "${LVS_FILES[@]}"; do
+      d=/${entry% *} # the file's folder
+      d=${d%/*}
+      [[ -d $d ]] || lvs_in "$d" "${dirs[@]}" || dirs+=("$d")
+    done
+  fi
+  if ((${#dirs[@]} > 0)); then mkdir -p -- "${dirs[@]}" || lvs_die "cannot create ${dirs[*]}"; fi
   exec 9>"$LVSGEN_RUN/setup.lock"
   flock -n 9 || lvs_die "another setup.sh is running on this host"
 }
@@ -1540,10 +1554,7 @@ lvs_ipvs() {
   LVS_IPVS_ERRORS=
   # The services this run adds are recorded before they are added: a run that dies halfway
   # still knows they are lvsgen's.
-  if ((c[3] > 0)); then
-    [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
-    mv -f -- "$w/services.before" "$LVSGEN_STATE/ipvs-services"
-  fi
+  if ((c[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
   if lvs_ipvs_batch "add and edit" "$a"; then
     if [[ -s $w/W ]]; then
       lvs_step drain
@@ -1570,11 +1581,19 @@ lvs_ipvs() {
     fi
     lvs_die "$msg"
   fi
-  if ((c[4] > 0)); then
-    mv -f -- "$w/services.after" "$LVSGEN_STATE/ipvs-services"
-  fi
+  if ((c[4] > 0)); then lvs_state_file "$w/services.after" ipvs-services; fi
   lvs_ipvs_hidden_mark
   return 0
+}
+
+# lvs_state_file FILE NAME: FILE's text as $LVSGEN_STATE/NAME, atomically. FILE is under /run,
+# another file system as a rule, where mv would copy over the old file instead of renaming.
+lvs_state_file() {
+  local text=''
+  [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE" || lvs_die "cannot create $LVSGEN_STATE"
+  if [[ -s $1 ]]; then IFS= read -r -d '' text <"$1" || true; fi
+  printf '%s' "$text" >"$LVSGEN_STATE/$2.lvsgen-new" || lvs_die "cannot write $LVSGEN_STATE/$2.lvsgen-new"
+  mv -f -- "$LVSGEN_STATE/$2.lvsgen-new" "$LVSGEN_STATE/$2" || lvs_die "cannot rename $LVSGEN_STATE/$2.lvsgen-new"
 }
 
 # The marker (see lvs_ipvs_diff): there while the table lvsgen put right has options /proc
