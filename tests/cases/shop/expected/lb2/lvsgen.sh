@@ -473,6 +473,11 @@ lvs_modules() {
   for module in "${LVS_MODULES[@]}"; do
     [[ -d /sys/module/$module ]] || missing+=("$module")
   done
+  # ip_vs first, with its table size, where one is set: the files step, which installs
+  # /etc/modprobe.d/lvsgen.conf (what gives it at boot), runs after this one.
+  if [[ -n ${LVS_CONN_TAB_BITS:-} ]] && lvs_in ip_vs "${missing[@]}"; then
+    lvs_run modprobe -- ip_vs "conn_tab_bits=$LVS_CONN_TAB_BITS"
+  fi
   # One modprobe for all of them; it stops at the first that cannot load and names it.
   ((${#missing[@]} == 0)) || lvs_run modprobe -a -- "${missing[@]}"
   lvs_conn_tab_bits "${missing[@]}"
@@ -1528,6 +1533,27 @@ lvs_ipvs_load() {
     }' file=3 "$recorded" file=1 "$desired")
 }
 
+# lvs_ipvs_early: on an empty table (a first run), the load of the whole file starts here, in
+# the background, and the files step, which does not need the table, runs while the kernel
+# takes its thousands of lines; lvs_ipvs waits for it and verifies. Anything else (a table
+# to change, a dry run) is lvs_ipvs's alone. The boot path runs lvs_ipvs alone.
+LVS_IPVS_BG='' LVS_IPVS_BG_COUNTS=''
+lvs_ipvs_early() {
+  [[ -n $LVS_RULES ]] || return 0
+  ((LVS_DRY_RUN)) && return 0
+  lvs_step ipvs
+  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
+  lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w" || return 0
+  local -a c
+  read -r -a c <<<"$LVS_COUNTS"
+  ((c[0] > 0)) || return 0
+  LVS_CHANGES=$((LVS_CHANGES + c[0]))
+  lvs_print_file "$w/show"
+  if ((c[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
+  ipvsadm -R <"$desired" >"$w/load.out" 2>&1 &
+  LVS_IPVS_BG=$! LVS_IPVS_BG_COUNTS=$LVS_COUNTS
+}
+
 lvs_ipvs() {
   [[ -n $LVS_RULES ]] || return 0
   lvs_step ipvs
@@ -1535,33 +1561,48 @@ lvs_ipvs() {
   # The image is used only with the file it was made from: the boot path, which does not
   # inspect the files, takes the sum here.
   if [[ -n ${LVS_IMAGE:-} && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
-  # An empty table (a first run, a boot) is loaded from the file as it is; else the delta.
-  if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
-    a=$desired
-  else
-    lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
-    a=$w/A
-  fi
   local -a c
-  read -r -a c <<<"$LVS_COUNTS"
-  if ((c[0] + c[1] + c[2] == 0)); then
-    lvs_ipvs_hidden_mark
-    return 0
-  fi
-  LVS_CHANGES=$((LVS_CHANGES + c[0] + c[2]))
-  lvs_print_file "$w/show"
-  ((LVS_DRY_RUN)) && return 0
-  LVS_IPVS_ERRORS=
-  # The services this run adds are recorded before they are added: a run that dies halfway
-  # still knows they are lvsgen's.
-  if ((c[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
-  if lvs_ipvs_batch "add and edit" "$a"; then
-    if [[ -s $w/W ]]; then
-      lvs_step drain
-      lvs_drain "$w/W"
-      lvs_step ipvs
+  if [[ -n $LVS_IPVS_BG ]]; then
+    # The load lvs_ipvs_early started: any message at all means some line failed (see
+    # lvs_ipvs_batch).
+    a=$desired
+    read -r -a c <<<"$LVS_IPVS_BG_COUNTS"
+    LVS_IPVS_ERRORS=
+    local rc=0 err=''
+    wait "$LVS_IPVS_BG" || rc=$?
+    LVS_IPVS_BG=
+    if [[ -s $w/load.out ]]; then IFS= read -r -d '' err <"$w/load.out" || true; fi
+    if ((rc != 0)) || [[ -n $err ]]; then
+      LVS_IPVS_ERRORS+="load: ipvsadm -R said: ${err:-exit status $rc}"$'\n'
     fi
-    lvs_ipvs_batch "remove" "$w/R" || true
+  else
+    # An empty table (a boot) is loaded from the file as it is; else the delta.
+    if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
+      a=$desired
+    else
+      lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
+      a=$w/A
+    fi
+    read -r -a c <<<"$LVS_COUNTS"
+    if ((c[0] + c[1] + c[2] == 0)); then
+      lvs_ipvs_hidden_mark
+      return 0
+    fi
+    LVS_CHANGES=$((LVS_CHANGES + c[0] + c[2]))
+    lvs_print_file "$w/show"
+    ((LVS_DRY_RUN)) && return 0
+    LVS_IPVS_ERRORS=
+    # The services this run adds are recorded before they are added: a run that dies halfway
+    # still knows they are lvsgen's.
+    if ((c[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
+    if lvs_ipvs_batch "add and edit" "$a"; then
+      if [[ -s $w/W ]]; then
+        lvs_step drain
+        lvs_drain "$w/W"
+        lvs_step ipvs
+      fi
+      lvs_ipvs_batch "remove" "$w/R" || true
+    fi
   fi
   # Verify: ipvsadm -R reports only its last line, so every service this run touched must now
   # be what the file says (read back from the kernel; the rest was equal a moment ago).
@@ -1725,12 +1766,14 @@ lvsgen_main() {
       lvs_sync
     fi
   else
-    lvs_files
-    lvs_enable_unit
     lvs_modules
     lvs_nftables
     lvs_sysctls
     lvs_timeouts
+    # A first run loads the table while the files are installed (lvs_ipvs_early).
+    lvs_ipvs_early
+    lvs_files
+    lvs_enable_unit
     lvs_ipvs
     lvs_thresholds
     lvs_nftables_finish
