@@ -2069,6 +2069,6 @@ def test_a_change_that_takes_away_loads_the_union_before_the_table_and_the_file_
     run = bash(script, **env)
     assert run.returncode == 0, run.stderr
     loads = [line for line in (bin_dir / "log").read_text().splitlines() if line.startswith("nft -f")]
-    assert loads == [f"nft -f {tmp_path / 'run' / 'table.union.nft'}", "nft -f /etc/lvsgen/lvsgen.nft"], loads
+    assert loads == [f"nft -f {tmp_path / 'run' / 'table.union.nft'}", f"nft -f {here / 'etc/lvsgen/lvsgen.nft'}"], loads
     union = (tmp_path / "run" / "table.union.nft").read_text()
     assert "tcp . 198.51.100.11 . 8080," in union and "tcp . 198.51.100.13 . 80," in union

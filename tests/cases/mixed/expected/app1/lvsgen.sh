@@ -663,7 +663,7 @@ lvs_nftables() {
       fi
     fi
   fi
-  lvs_nft_load "/$LVS_NFT" "$want"
+  lvs_nft_load "$LVS_HERE/$LVS_NFT" "$want"
 }
 
 # After the IPVS table: the file as it is, when the step before loaded more than it says.
@@ -672,7 +672,7 @@ lvs_nftables_finish() {
   lvs_step nftables
   local want=''
   IFS= read -r -d '' want <"$LVS_HERE/$LVS_NFT" || true
-  lvs_nft_load "/$LVS_NFT" "$want"
+  lvs_nft_load "$LVS_HERE/$LVS_NFT" "$want"
   LVS_NFT_PENDING=0
 }
 
