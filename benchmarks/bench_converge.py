@@ -9,6 +9,7 @@ The steps, in order, on one director (network namespace "lb", its own hostname):
 
     first          tree A's setup.sh on an empty table                target <= 1.2 Y
     second         A again, nothing changed                            target <= 0.5 Y
+    third          A once more, nothing changed (the steady state)     target <= 0.5 Y
     dry-converged  A --dry-run on the converged table                  must exit 0
     dry-weight     B --dry-run (one weight changed), before applying   must exit 2
     weight         B's setup.sh: one real server's weight changed      target <= 0.1 Y
@@ -61,6 +62,9 @@ VIP_NETS = ("198.51.100", "203.0.113")
 STEPS = [
     ("first", "A", [], 0, "A", 1.2, "first run, empty table"),
     ("second", "A", [], 0, "A", 0.5, "second run, nothing changed"),
+    # The second run sums every file the first one wrote (their signatures are new); later runs
+    # with nothing to change read the sums kept per boot: the steady state.
+    ("third", "A", [], 0, "A", 0.5, "third run, nothing changed"),
     ("dry-converged", "A", ["--dry-run"], 0, "A", None, "--dry-run, converged (must exit 0)"),
     ("dry-weight", "B", ["--dry-run"], 2, "A", None, "--dry-run, weight changed (must exit 2)"),
     ("weight", "B", [], 0, "B", 0.1, "one weight changed"),
