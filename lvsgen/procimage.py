@@ -32,35 +32,30 @@ import ipaddress
 import re
 from typing import Sequence
 
+from lvsgen import saved
+from lvsgen.addresses import IPAddress
+
 PROTOCOLS = {"-t": "TCP", "-u": "UDP", "--sctp-service": "SCTP"}
 FORWARDING = {"-g": "Route", "-m": "Masq", "-i": "Tunnel"}
 
 # Exactly the forms (and option order) ipvsadm -S prints and /proc shows in full.
 _SERVICE = re.compile(r"^-A (-t|-u|--sctp-service) (\S+) -s ([a-z0-9]+)(?: -p ([0-9]+))?(?: -M (\S+))?( -o)?$")
 _SERVER = re.compile(r"^-a (-t|-u|--sctp-service) (\S+) -r (\S+) (-g|-m) -w ([0-9]+)$|^-a (-t|-u|--sctp-service) (\S+) -r (\S+) (-i) -w ([0-9]+) --tun-type ipip$")
-_ADDR_PORT = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):([0-9]+)$")
 
 
 class NotShowable(ValueError):
     """A rules line /proc/net/ip_vs cannot show in full."""
 
 
-def _addr_port(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]:
+def _addr_port(word: str) -> tuple[IPAddress, str]:
     """'192.0.2.1:80' -> (address, 'C0000201:0050'); IPv6 as %pI6 prints it, in brackets."""
-    m = _ADDR_PORT.match(text)
-    if not m:
-        raise NotShowable(text)
-    port = int(m.group(3))
-    if not 0 <= port <= 65535:
-        raise NotShowable(text)
     try:
-        if m.group(1) is not None:
-            ip6 = ipaddress.IPv6Address(m.group(1))
-            return ip6, f"[{ip6.exploded}]:{port:04X}"  # eight groups of four, lowercase
-        ip4 = ipaddress.IPv4Address(m.group(2))
-    except ValueError as exc:
-        raise NotShowable(text) from exc
-    return ip4, f"{int(ip4):08X}:{port:04X}"
+        address, port = saved.parse_address_port(word)
+    except saved.LineError as exc:
+        raise NotShowable(word) from exc
+    if address.version == 6:
+        return address, f"[{address.exploded}]:{port:04X}"  # eight groups of four, lowercase
+    return address, f"{int(address):08X}:{port:04X}"
 
 
 def _service_key(line: str) -> tuple[str, str]:

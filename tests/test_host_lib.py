@@ -1341,13 +1341,15 @@ def test_an_image_that_does_not_fit_is_not_used(tmp_path: Path, spoil: str) -> N
     live = {"-t 192.0.2.1:80": ("-s wlc -p 300", {"198.51.100.1:80": "-g -w 5"})}
     split = tmp_path / "split"
     split.mkdir()
-    run = _image_plan(desired, _proc_of(live), head + "".join(body), tmp_path, "1", "1", "proc", f'"{split}"')
     if spoil == "no-hz":
-        run = bash('LVS_HZ=0 LVS_IMG_IN="$4" LVS_IMG_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc',
+        _image_plan(desired, _proc_of(live), image, tmp_path, "1", "1", "proc")  # writes the files
+        run = bash('LVS_HZ=0 LVS_IMG_IN="$4" LVS_IMG_KEY="$5"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc "$6"',
                    tmp_path / "desired rules", tmp_path / "proc ip_vs", tmp_path / "recorded", tmp_path / "image file",
-                   hashlib.md5(desired.encode()).hexdigest())
+                   hashlib.md5(desired.encode()).hexdigest(), split)
         assert run.returncode == 3, "no HZ: read with ipvsadm -S -n, as without an image"
+        assert not (split / "image").exists(), "the image was not used"
         return
+    run = _image_plan(desired, _proc_of(live), head + "".join(body), tmp_path, "1", "1", "proc", f'"{split}"')
     assert run.returncode == 0, run.stderr
     assert not (split / "image").exists(), "the image was not used"
     assert "A -e -t 192.0.2.1:80 -r 198.51.100.1:80 -g -w 1" in lines((split / "plan").read_text())
@@ -1375,6 +1377,24 @@ def test_image_plan_property_is_the_plan_without_it(desired: Table, live: Table,
     assert with_image.stdout == without.stdout
     if with_image.returncode == 0:
         assert image is not None or "-M 255.255.255.0" in text, "every table here but a dotted IPv6 mask gets an image"
+
+
+@pytest.mark.parametrize("text", ["-t 192.0.2.1:80\n-u 192.0.2.1:53\n", ""])
+def test_state_file_is_renamed_into_place_from_next_to_itself(tmp_path: Path, text: str) -> None:
+    """The record of IPVS services comes from /run: it is written next to its place and renamed
+    (mv across file systems would copy over the old file). An empty source empties it."""
+    state, src = tmp_path / "state dir", tmp_path / "run dir" / "services.after"
+    src.parent.mkdir()
+    src.write_text(text)
+    state.mkdir()
+    (state / "ipvs-services").write_text("-t 198.51.100.1:80\n")
+    before = (state / "ipvs-services").stat().st_ino
+    run = bash('LVSGEN_STATE=$STATE; lvs_state_file "$1" ipvs-services; echo done',
+               src, STATE=state)
+    assert run.stdout.endswith("done\n"), run.stderr
+    assert (state / "ipvs-services").read_text() == text
+    assert (state / "ipvs-services").stat().st_ino != before, "a new file renamed over the old one"
+    assert sorted(p.name for p in state.iterdir()) == ["ipvs-services"], "no temporary file left"
 
 
 def test_plan_split_writes_the_batches_what_to_print_and_the_record(tmp_path: Path) -> None:

@@ -211,20 +211,12 @@ lvs_preflight() {
     done
     exit 1
   fi
-  # Every folder the run needs, by one mkdir (each process counts on a first run): the run
-  # folder (the lock, the plan) and, unless nothing may change, the state folder and the
-  # folders of the files to install.
+  # The run's folders (the lock, the plan, the verify) and, unless nothing may change, the
+  # state folder, by one mkdir: each process counts on a first run. The folders of the files
+  # to install are lvs_sync_files' to make.
   local -a dirs=()
   [[ -d $LVSGEN_RUN/plan/verify ]] || dirs+=("$LVSGEN_RUN/plan/verify")
-  if ! ((LVS_DRY_RUN || LVS_BOOT)); then
-    [[ -d $LVSGEN_STATE ]] || dirs+=("$LVSGEN_STATE")
-    local entry d
-    for entry in "${LVS_FILES[@]}"; do
-      d=/${entry% *} # the file's folder
-      d=${d%/*}
-      [[ -d $d ]] || lvs_in "$d" "${dirs[@]}" || dirs+=("$d")
-    done
-  fi
+  if ! ((LVS_DRY_RUN || LVS_BOOT)) && [[ ! -d $LVSGEN_STATE ]]; then dirs+=("$LVSGEN_STATE"); fi
   if ((${#dirs[@]} > 0)); then mkdir -p -- "${dirs[@]}" || lvs_die "cannot create ${dirs[*]}"; fi
   exec 9>"$LVSGEN_RUN/setup.lock"
   flock -n 9 || lvs_die "another setup.sh is running on this host"
@@ -1137,7 +1129,7 @@ function showable() {
 # record of services as it must be before (DIR/services.before) and after (DIR/services.after)
 # the change, and the names of the services the A and R lines touch (DIR/touched); it prints
 # the counts "A W R ADDED DELETED".
-# With img (the image of DESIRED, etc/lvsgen/ipvsadm.proc, see lvsgen/procimage.py) whose first
+# With img (the image of DESIRED, ipvsadm.proc in the host folder, see lvsgen/procimage.py) whose first
 # line ends in imgkey (DESIRED's MD5 sum) and fmt "proc", DESIRED is not read: each /proc line is
 # looked up in the image by its words, and only the lines that match nothing are converted. A
 # table equal to the file is then settled by lookups alone, and the plan is the same.
@@ -1438,12 +1430,14 @@ lvs_ipvs_diff() {
   : >"$dir/touched"
   : >"$dir/image"
   [[ -f $recorded ]] || recorded=/dev/null
+  # The image is used only with the file it was made from: its sum, known once lvs_files
+  # inspected the files, is taken here on the paths that do not (boot, a first run's load).
+  if [[ -n ${LVS_IMAGE:-} && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
   if [[ -e $LVSGEN_STATE/ipvs-hidden && -r $LVSGEN_PROC_IPVS ]]; then
     lvs_ipvs_proc_can_show "$desired" || LVS_IPVS_HIDDEN=1
   elif [[ -r $LVSGEN_PROC_IPVS ]]; then
     lvs_kernel_hz
-    # The image (see LVS_AWK_PLAN), if it was made from this very file: its sum is known
-    # once lvs_files (or lvs_ipvs) inspected it.
+    # The image (see LVS_AWK_PLAN), if it was made from this very file.
     local LVS_IMG_IN='' LVS_IMG_KEY=''
     if [[ -n ${LVS_IMAGE:-} && -n ${LVS_SUM[$desired]-} ]]; then
       LVS_IMG_IN=$LVS_HERE/$LVS_IMAGE LVS_IMG_KEY=${LVS_SUM[$desired]}
@@ -1533,41 +1527,61 @@ lvs_ipvs_load() {
     }' file=3 "$recorded" file=1 "$desired")
 }
 
-# lvs_ipvs_early: on an empty table (a first run), the load of the whole file starts here, in
-# the background, and the files step, which does not need the table, runs while the kernel
-# takes its thousands of lines; lvs_ipvs waits for it and verifies. Anything else (a table
-# to change, a dry run) is lvs_ipvs's alone. The boot path runs lvs_ipvs alone.
-LVS_IPVS_BG='' LVS_IPVS_BG_COUNTS=''
+# lvs_ipvs_begin [background]: the plan of the table (on an empty table the whole file as it
+# is, else the delta), printed, with the services it adds recorded before they are added (a
+# run that dies halfway still knows they are lvsgen's). Sets LVS_IPVS_C (the counts) and
+# LVS_IPVS_APPLY (what the first 'ipvsadm -R' takes: the file, or the delta's A lines). With
+# 'background', the load of a whole file starts at once, in the background: lvs_ipvs waits.
+LVS_IPVS_BEGUN=0 LVS_IPVS_APPLY='' LVS_IPVS_BG=''
+LVS_IPVS_C=()
+lvs_ipvs_begin() {
+  LVS_IPVS_BEGUN=1
+  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
+  if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
+    LVS_IPVS_APPLY=$desired
+  else
+    lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
+    LVS_IPVS_APPLY=$w/A
+  fi
+  read -r -a LVS_IPVS_C <<<"$LVS_COUNTS"
+  ((LVS_IPVS_C[0] + LVS_IPVS_C[1] + LVS_IPVS_C[2] > 0)) || return 0
+  LVS_CHANGES=$((LVS_CHANGES + LVS_IPVS_C[0] + LVS_IPVS_C[2]))
+  lvs_print_file "$w/show"
+  ((LVS_DRY_RUN)) && return 0
+  if ((LVS_IPVS_C[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
+  if [[ ${1:-} == background && $LVS_IPVS_APPLY == "$desired" ]]; then
+    ipvsadm -R <"$desired" >"$w/load.out" 2>&1 &
+    LVS_IPVS_BG=$!
+  fi
+}
+
+# lvs_ipvs_early: on an empty table (a first run), the plan, and the load of the whole file
+# started in the background, so that the files step, which does not need the table, runs while
+# the kernel takes its thousands of lines. Any other table is planned by lvs_ipvs. The boot
+# path runs lvs_ipvs alone.
 lvs_ipvs_early() {
   [[ -n $LVS_RULES ]] || return 0
   ((LVS_DRY_RUN)) && return 0
+  lvs_ipvs_empty || return 0
   lvs_step ipvs
-  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
-  lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w" || return 0
-  local -a c
-  read -r -a c <<<"$LVS_COUNTS"
-  ((c[0] > 0)) || return 0
-  LVS_CHANGES=$((LVS_CHANGES + c[0]))
-  lvs_print_file "$w/show"
-  if ((c[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
-  ipvsadm -R <"$desired" >"$w/load.out" 2>&1 &
-  LVS_IPVS_BG=$! LVS_IPVS_BG_COUNTS=$LVS_COUNTS
+  lvs_ipvs_begin background
 }
 
 lvs_ipvs() {
   [[ -n $LVS_RULES ]] || return 0
   lvs_step ipvs
-  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan a
-  # The image is used only with the file it was made from: the boot path, which does not
-  # inspect the files, takes the sum here.
-  if [[ -n ${LVS_IMAGE:-} && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
-  local -a c
+  local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
+  ((LVS_IPVS_BEGUN)) || lvs_ipvs_begin
+  local -a c=("${LVS_IPVS_C[@]}")
+  if ((c[0] + c[1] + c[2] == 0)); then
+    lvs_ipvs_hidden_mark
+    return 0
+  fi
+  ((LVS_DRY_RUN)) && return 0
+  LVS_IPVS_ERRORS=
   if [[ -n $LVS_IPVS_BG ]]; then
-    # The load lvs_ipvs_early started: any message at all means some line failed (see
+    # The load lvs_ipvs_begin started: any message at all means some line failed (see
     # lvs_ipvs_batch).
-    a=$desired
-    read -r -a c <<<"$LVS_IPVS_BG_COUNTS"
-    LVS_IPVS_ERRORS=
     local rc=0 err=''
     wait "$LVS_IPVS_BG" || rc=$?
     LVS_IPVS_BG=
@@ -1575,38 +1589,18 @@ lvs_ipvs() {
     if ((rc != 0)) || [[ -n $err ]]; then
       LVS_IPVS_ERRORS+="load: ipvsadm -R said: ${err:-exit status $rc}"$'\n'
     fi
-  else
-    # An empty table (a boot) is loaded from the file as it is; else the delta.
-    if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
-      a=$desired
-    else
-      lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
-      a=$w/A
+  elif lvs_ipvs_batch "add and edit" "$LVS_IPVS_APPLY"; then
+    if [[ -s $w/W ]]; then
+      lvs_step drain
+      lvs_drain "$w/W"
+      lvs_step ipvs
     fi
-    read -r -a c <<<"$LVS_COUNTS"
-    if ((c[0] + c[1] + c[2] == 0)); then
-      lvs_ipvs_hidden_mark
-      return 0
-    fi
-    LVS_CHANGES=$((LVS_CHANGES + c[0] + c[2]))
-    lvs_print_file "$w/show"
-    ((LVS_DRY_RUN)) && return 0
-    LVS_IPVS_ERRORS=
-    # The services this run adds are recorded before they are added: a run that dies halfway
-    # still knows they are lvsgen's.
-    if ((c[3] > 0)); then lvs_state_file "$w/services.before" ipvs-services; fi
-    if lvs_ipvs_batch "add and edit" "$a"; then
-      if [[ -s $w/W ]]; then
-        lvs_step drain
-        lvs_drain "$w/W"
-        lvs_step ipvs
-      fi
-      lvs_ipvs_batch "remove" "$w/R" || true
-    fi
+    lvs_ipvs_batch "remove" "$w/R" || true
   fi
   # Verify: ipvsadm -R reports only its last line, so every service this run touched must now
-  # be what the file says (read back from the kernel; the rest was equal a moment ago).
-  if [[ $a == "$desired" ]]; then
+  # be what the file says (read back from the kernel; the rest was equal a moment ago, and
+  # with the image the whole table is read anyway).
+  if [[ $LVS_IPVS_APPLY == "$desired" ]]; then
     lvs_ipvs_diff "$desired" 0 "$w/verify"
   else
     lvs_ipvs_diff "$desired" 0 "$w/verify" "$w/touched"
