@@ -1191,6 +1191,49 @@ def test_plan_from_proc_scoped_is_the_full_plan_restricted(tmp_path: Path, only:
 
 
 @pytest.mark.parametrize(
+    "only",
+    [["-t 203.0.113.10:80"], ["-t 203.0.113.21:443", "-t [2001:db8:1::100]:80"], ["-u 192.0.2.9:53", "-t 198.51.100.99:80"]],
+    ids=["one", "v4-and-v6", "udp-and-absent"],
+)
+def test_diff_scoped_reads_only_the_touched_services_lines(tmp_path: Path, only: list[str]) -> None:
+    """The verify after a change (lvs_ipvs_diff with ONLY): the file's lines are picked by the
+    services' names, so that a service whose name begins like a touched one (port 8080 against
+    80) is not read, and the plan equals the full plan restricted to ONLY; no image is used."""
+    proc_file = tmp_path / "proc ip_vs"
+    proc_file.write_text(_without_fwmark(PROC_MIXED.read_text(), proc=True))
+    desired = tmp_path / "desired rules"
+    desired.write_text(
+        "-A -t 203.0.113.10:80 -s rr\n"
+        "-a -t 203.0.113.10:80 -r 198.51.100.11:8080 -m -w 2\n"
+        "-A -t 203.0.113.10:8080 -s rr\n"
+        "-a -t 203.0.113.10:8080 -r 198.51.100.11:80 -m -w 1\n"
+        "-A -t [2001:db8:1::100]:80 -s mh -p 60 -M 64\n"
+        "-a -t [2001:db8:1::100]:80 -r [2001:db8:1::2]:80 -g -w 3\n"
+        "-A -u 192.0.2.9:53 -s rr -o\n"
+        "-A -t 203.0.113.21:443 -s lc -p 600\n"
+        "-a -t 203.0.113.21:443 -r 192.0.2.5:443 -g -w 1\n"
+    )
+    (tmp_path / "only").write_text("".join(f"{k}\n" for k in only))
+    env = dict(LVSGEN_PROC_IPVS=proc_file, LVSGEN_STATE=tmp_path / "state", LVSGEN_RUN=tmp_path / "run")
+    script = 'LVS_HZ=250 LVS_IMAGE=image.proc LVS_HERE=/nonexistent; lvs_ipvs_diff "$1" 1 "$2" ${3:+"$3"}; echo "$LVS_COUNTS"'
+    full = bash(script, desired, tmp_path / "full", **env)
+    scoped = bash(script, desired, tmp_path / "scoped", tmp_path / "only", **env)
+    assert (full.returncode, scoped.returncode) == (0, 0), full.stderr + scoped.stderr
+    want = [x for x in lines((tmp_path / "full" / "plan").read_text()) if _service_of(x[2:]) in only]
+    assert lines((tmp_path / "scoped" / "plan").read_text()) == want
+    read = lines((tmp_path / "scoped" / "desired").read_text())
+    assert read == [x for x in lines(desired.read_text()) if " ".join(x.split()[1:3]) in only]
+    assert (tmp_path / "scoped" / "image").read_text() == ""
+
+
+def test_diff_scoped_to_nothing_has_nothing_to_do(tmp_path: Path) -> None:
+    (tmp_path / "only").write_text("")
+    run = bash('lvs_ipvs_diff /nonexistent 0 "$1" "$2"; echo "$LVS_COUNTS"', tmp_path / "d", tmp_path / "only",
+               LVSGEN_PROC_IPVS=tmp_path / "no proc", LVSGEN_STATE=tmp_path / "state")
+    assert (run.returncode, run.stdout) == (0, "0 0 0 0 0\n"), run.stderr
+
+
+@pytest.mark.parametrize(
     ("desired", "proc_text", "hz", "status"),
     [
     pytest.param("-A -t 10.0.0.1:80 -s rr -b sh-port\n", "", "250", 5, id="desired-uses-what-proc-cannot-show"),

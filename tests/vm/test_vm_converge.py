@@ -207,21 +207,37 @@ def test_no_request_fails_while_the_cluster_changes(converge):
 
 def test_a_table_equal_to_its_image_is_compared_by_lookups_alone(converge):
     """In a real kernel, /proc prints each line of a table lvsgen put right exactly as the image
-    says: the pass that proves the table right (the verify after a change, or the plan of a run
-    with nothing to do) matches every line by lookup and converts none."""
+    says: the --dry-run after each step (on the table that step put right) matches every line
+    by lookup, converts none, and exits 0."""
     r = mode(converge, "lvsgen")
     checked = 0
-    trees = [p["tree"] for p in converge["plan"]]
-    for (name, _, _), step, before, tree in zip(converge["steps"][1:], r["steps"], trees, trees[1:]):
-        # A firewall-mark service: no image, the table is read with ipvsadm -S -n; and so it is
-        # on the run after one, which must see whether the table still has it.
-        if not all((converge["work"] / t / "lb" / "ipvsadm.proc").exists() for t in (before, tree)):
+    for (name, _, _), step, p in zip(converge["steps"][1:], r["steps"], converge["plan"][1:]):
+        dry = step["dry"]
+        assert dry["rc"] == 0, (name, dry["stdout"])
+        # A firewall-mark service: no image, the table is read with ipvsadm -S -n.
+        if not (converge["work"] / p["tree"] / "lb" / "ipvsadm.proc").exists():
             continue
-        quiet = "no changes: already in the described state" in step["runs"]["lb"]["stdout"]
-        counts = step["image"]["plan" if quiet else "verify"]
-        assert counts is not None and len(set(counts.split())) == 1, (name, step["image"])
+        assert dry["image"] is not None and len(set(dry["image"].split())) == 1, (name, dry)
         checked += 1
     assert checked >= 5
+
+
+def test_the_verify_after_a_change_reads_only_what_it_touched(converge):
+    """After ipvsadm -R, the verify reads back the touched services alone: of the rules file,
+    only their lines (picked by name), and not the image, which is of the whole table."""
+    r = mode(converge, "lvsgen")
+    checked = 0
+    for (name, _, _), step, p in zip(converge["steps"][1:], r["steps"], converge["plan"][1:]):
+        if "no changes: already in the described state" in step["runs"]["lb"]["stdout"]:
+            continue
+        if "+ ipvsadm" not in step["runs"]["lb"]["stdout"]:
+            continue  # the director's table did not change in this step
+        rules = (converge["work"] / p["tree"] / "lb" / "etc" / "lvsgen" / "ipvsadm.rules").read_text().splitlines()
+        read = step["image"]["verify_read"]
+        assert read is not None and read < len(rules), (name, read, len(rules))
+        assert step["image"]["verify"] == "", (name, step["image"])
+        checked += 1
+    assert checked >= 3
 
 
 def test_the_last_run_changes_nothing(converge):

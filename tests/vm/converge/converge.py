@@ -32,14 +32,23 @@ def saved():
 
 
 def image_counts():
-    """What the director's last plan and verify said of the image: "MATCHED IMAGE LIVE"."""
+    """What the director's last plan and verify said of the image: "MATCHED IMAGE LIVE"; and how
+    many lines of the rules file the verify read (it reads only the touched services')."""
     out = {}
-    for name, rel in (("plan", "plan/image"), ("verify", "plan/verify/image")):
+    for name, rel in (("plan", "plan/image"), ("verify", "plan/verify/image"), ("verify_read", "plan/verify/desired")):
         try:
-            out[name] = open("%s/run/%s/%s" % (D.VM, LB["name"], rel)).read().strip()
+            text = open("%s/run/%s/%s" % (D.VM, LB["name"], rel)).read()
         except OSError:
-            out[name] = None
+            text = None
+        out[name] = text.strip() if text is not None and name != "verify_read" else (None if text is None else len(text.splitlines()))
     return out
+
+
+def dry_run(tree):
+    """The director's --dry-run of TREE on the table a run just put right: its exit status and
+    what its plan said of the image."""
+    p = D.in_host(LB, ["bash", "/test/%s/%s/setup.sh" % (tree, LB["name"]), "--dry-run"], check=False, timeout=600)
+    return {"rc": p.returncode, "stdout": p.stdout, "image": image_counts()["plan"]}
 
 
 def lb(*args, **kw):
@@ -98,7 +107,10 @@ def sequence(mode):
                 runs[name] = setup(HOSTS[name], step["tree"])
         if step.get("facts"):
             r["facts_after"] = facts()
-        r["steps"].append({"name": step["name"], "runs": runs, "saved": saved(), "image": image_counts()})
+        entry = {"name": step["name"], "runs": runs, "saved": saved(), "image": image_counts()}
+        if mode == "lvsgen":
+            entry["dry"] = dry_run(step["tree"])
+        r["steps"].append(entry)
         D.log(mode, step["name"], {n: x["rc"] for n, x in runs.items()})
         time.sleep(2)
     if slow is not None:

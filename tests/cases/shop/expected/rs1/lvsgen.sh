@@ -1137,7 +1137,7 @@ function showable() {
 # other services, in DESIRED and LIVE alike, are skipped unread. The plan is then the full
 # plan restricted to those services; the verify after a change reads back only what it touched.
 # Exit 5: with fmt "proc", DESIRED uses something /proc cannot show; 3 and 4: see proc_line.
-# With an image, file 0 is ignored: a full pass costs no more than a scoped one.
+# With an image, file 0 is ignored (lvs_ipvs_diff gives a scoped plan no image).
 # A service is deleted if it is not described and either owned is 1 or it is in RECORDED.
 # A described service is lvsgen's with all of its real servers.
 # shellcheck disable=SC2016 # awk code: $ is awk's
@@ -1166,13 +1166,15 @@ function take(line,   k, r) {
 }
 BEGIN { if (img != "" && fmt == "proc") img_load() }
 # img_load: IK[key] = line number (the key of a real server is the key of its service, SUBSEP,
-# its own) and IL[n] the image line, split only when the table differs. Any surprise: no image.
+# its own). The lines themselves are not kept: a live line that matches deletes its key, and
+# only when keys are left over (the table differs) is the image read again for their lines.
+# Any surprise: no image.
 function img_load(   l, h, n, t, k, cur) {
   if ((getline l < img) <= 0 || substr(l, 1, 1) != "#" || (n = split(l, h, " ")) < 2 || h[n] != imgkey) { close(img); return }
   imgok = 1
   while ((getline l < img) > 0) {
     t = index(l, "\t"); if (!t) { imgok = 0; break }
-    k = substr(l, 1, t - 1); IL[++nimg] = l
+    k = substr(l, 1, t - 1); nimg++
     if (substr(k, 1, 3) == "-> ") {
       if (cur == "") { imgok = 0; break }
       k = cur SUBSEP k
@@ -1187,50 +1189,45 @@ function img_load(   l, h, n, t, k, cur) {
     IK[k] = nimg
   }
   close(img)
-  if (!imgok) { split("", IK); split("", IL); nimg = 0 }
+  if (!imgok) { split("", IK); nimg = 0 }
+}
+# img_read(): the next line of the image after its first, as its ipvsadm line (and, for a
+# service, its name after a tab) in IMGL, its number in IMGN; 0 at the end.
+function img_read(   l) {
+  if (!imgn) { getline l < img; imgn = 0 }
+  if ((getline l < img) <= 0) { close(img); imgn = 0; return 0 }
+  IMGN = ++imgn; IMGL = substr(l, index(l, "\t") + 1)
+  return 1
 }
 # described(NAME): does the desired table have that service? With an image, the names are
 # read from it the first time this is asked: a change of a weight never asks.
 function described(name,   j, l, t) {
   if (imgok && !dnready) {
     dnready = 1
-    for (j = 1; j <= nimg; j++) {
-      l = IL[j]; t = index(l, "\t"); l = substr(l, t + 1)
-      if (substr(l, 1, 3) == "-A ") DN[substr(l, index(l, "\t") + 1)] = 1
-    }
+    while (img_read()) if (substr(IMGL, 1, 3) == "-A ") DN[substr(IMGL, index(IMGL, "\t") + 1)] = 1
   }
   return (name in DN)
 }
-# img_plan: every image line no live line matched is a desired line to read, every live line
-# that matched nothing is converted (after the line of its service, for the name) and read.
-function img_plan(   i, j, s, done, keep, line, k, l) {
+# img_plan: every image line no live line matched (its key is left in IK) is a desired line to
+# read, every live line that matched nothing (kept in RAW, after the line of its service, which
+# gives the name) is converted and read.
+function img_plan(   i, k, line, l) {
   # How well the image matched, for whoever wants to know (the VM tests do): "MATCHED IMAGE LIVE".
   if (split_dir != "") { printf "%d %d %d\n", nhit, nimg, nlive > (split_dir "/image"); close(split_dir "/image") }
   if (nhit == nimg && nlive == nimg) { imgmatch = 1; return }
-  for (i in MATCH) HIT[IK[MATCH[i]]] = 1
-  for (j = 1; j <= nimg; j++) {
-    if (j in HIT) continue
-    l = IL[j]; l = substr(l, index(l, "\t") + 1)
+  for (k in IK) LEFT[IK[k]] = 1
+  while (img_read()) {
+    if (!(IMGN in LEFT)) continue
+    l = IMGL
     if (substr(l, 1, 3) == "-A ") l = substr(l, 1, index(l, "\t") - 1)
-    file = 1; lineno = j + 1; $0 = l; take()
+    file = 1; lineno = IMGN + 1; $0 = l; take()
   }
   for (i = 1; i <= nraw; i++) {
-    # Only lines that matched nothing are split into fields; the kernel starts a real server
-    # line with "  -> ".
-    if (substr(RAW[i], 1, 5) != "  -> ") { s = i; done = 0 }
-    if (i in MATCH) continue
     $0 = RAW[i]
-    if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) continue
-    if ($1 == "->" && !done) {
-      if (!s) continue
-      keep = $0; $0 = RAW[s]; proc_line(0); $0 = keep; done = 1
-      if (proc_err) { failed = proc_err; exit proc_err }
-    }
-    line = proc_line(0)
+    line = proc_line(0)  # a service line: also the name of the real servers after it
     if (proc_err) { failed = proc_err; exit proc_err }
-    if ($1 != "->") done = 1
-    if (line == "") continue
-    file = 2; lineno = i; $0 = line; take()
+    if (line == "" || (i in CTX)) continue
+    file = 2; lineno = RAWN[i]; $0 = line; take()
   }
 }
 file == 3 { if ($0 != "") rec[$0] = 1; next }
@@ -1243,15 +1240,36 @@ function procname(flag, addr,   a, q) {
 }
 # LIVE comes before DESIRED. /proc lines are kept raw, looked up in the image if there is
 # one, and converted by live_read() if there is none.
+# Scoped, a line is kept only if its service may be in scope: an IPv4 one by its /proc name,
+# IPv6 and firewall-mark ones always (live_read converts and decides). Skipping the rest here,
+# unstored, is what makes the verify after a small change cost little on a large table.
+file == 2 && fmt == "proc" && scoped {
+  if ($1 == "->") { if (keepsvc) RAW[++nraw] = $0; next }
+  keepsvc = ($1 == "IP" || $1 == "Prot" || $1 == "FWM" || substr($2, 1, 1) == "[" || (($1 " " $2) in ONLYP))
+  if (keepsvc) RAW[++nraw] = $0
+  next
+}
+file == 2 && fmt == "proc" && !imgok { RAW[++nraw] = $0; next }
+# With the image: the key of the line (see img_load), looked up, and deleted when found. This
+# runs once per line of the table, the cost of a run that changes nothing; a line that matches
+# nothing is kept (RAW, its line number in RAWN), after the line of its service (CTX: only for
+# the name, unless it did not match either). Rebuilding a service line ($1 = $1) makes its
+# spaces single.
 file == 2 && fmt == "proc" {
-  RAW[++nraw] = $0
-  if (!imgok) next
-  # The key of the line (see img_load), looked up: this runs once per line of the table, the
-  # cost of a run that changes nothing. Rebuilding a service line ($1 = $1) makes its spaces single.
-  if ($1 == "->") { if ($2 != "RemoteAddress:Port") { nlive++; if ((k = cursk SUBSEP $1 " " $2 " " $3 " " $4) in IK) { MATCH[nraw] = k; nhit++ } }; next }
+  if ($1 == "->") {
+    if ($2 == "RemoteAddress:Port") next
+    nlive++
+    if ((k = cursk SUBSEP $1 " " $2 " " $3 " " $4) in IK) { delete IK[k]; nhit++; next }
+    if (cursraw == "") next  # no service line before it (not in a real table)
+    if (!ctxkept) { RAW[++nraw] = cursraw; RAWN[nraw] = cursn; CTX[nraw] = 1; ctxkept = 1 }
+    RAW[++nraw] = $0; RAWN[nraw] = FNR
+    next
+  }
   if ($1 == "IP" || $1 == "Prot") next
+  cursraw = $0; cursn = FNR; ctxkept = 0
   $1 = $1; cursk = $0; nlive++
-  if ($0 in IK) { MATCH[nraw] = $0; nhit++ }
+  if (cursk in IK) { delete IK[cursk]; nhit++; next }
+  RAW[++nraw] = cursraw; RAWN[nraw] = FNR; ctxkept = 1
   next
 }
 file == 1 && imgok { nextfile }
@@ -1430,17 +1448,30 @@ lvs_ipvs_diff() {
   : >"$dir/touched"
   : >"$dir/image"
   [[ -f $recorded ]] || recorded=/dev/null
+  local image=${LVS_IMAGE:-}
+  if [[ -n $only ]]; then
+    # Scoped: of DESIRED, only the lines that name a service in ONLY are read, picked by one
+    # grep -F (the plan then checks each name exactly), and the image, which is of the whole
+    # file, is not used.
+    image=''
+    local name pattern=''
+    while IFS= read -r name; do [[ -z $name ]] || pattern+=" $name "$'\n'; done <"$only"
+    if [[ -z $pattern ]]; then LVS_COUNTS='0 0 0 0 0'; return 0; fi
+    printf '%s' "$pattern" >"$dir/pattern"
+    grep -F -f "$dir/pattern" -- "$desired" >"$dir/desired" || (($? == 1)) || lvs_die "cannot read $desired"
+    desired=$dir/desired
+  fi
   # The image is used only with the file it was made from: its sum, known once lvs_files
   # inspected the files, is taken here on the paths that do not (boot, a first run's load).
-  if [[ -n ${LVS_IMAGE:-} && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
+  if [[ -n $image && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
   if [[ -e $LVSGEN_STATE/ipvs-hidden && -r $LVSGEN_PROC_IPVS ]]; then
     lvs_ipvs_proc_can_show "$desired" || LVS_IPVS_HIDDEN=1
   elif [[ -r $LVSGEN_PROC_IPVS ]]; then
     lvs_kernel_hz
     # The image (see LVS_AWK_PLAN), if it was made from this very file.
     local LVS_IMG_IN='' LVS_IMG_KEY=''
-    if [[ -n ${LVS_IMAGE:-} && -n ${LVS_SUM[$desired]-} ]]; then
-      LVS_IMG_IN=$LVS_HERE/$LVS_IMAGE LVS_IMG_KEY=${LVS_SUM[$desired]}
+    if [[ -n $image && -n ${LVS_SUM[$desired]-} ]]; then
+      LVS_IMG_IN=$LVS_HERE/$image LVS_IMG_KEY=${LVS_SUM[$desired]}
     fi
     LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir" "$only") || rc=$?
     ((rc == 0)) && return 0
@@ -1598,8 +1629,8 @@ lvs_ipvs() {
     lvs_ipvs_batch "remove" "$w/R" || true
   fi
   # Verify: ipvsadm -R reports only its last line, so every service this run touched must now
-  # be what the file says (read back from the kernel; the rest was equal a moment ago, and
-  # with the image the whole table is read anyway).
+  # be what the file says, read back from the kernel. The rest was equal a moment ago: the
+  # verify of a change reads only the touched services' lines, of the file and of the table.
   if [[ $LVS_IPVS_APPLY == "$desired" ]]; then
     lvs_ipvs_diff "$desired" 0 "$w/verify"
   else
