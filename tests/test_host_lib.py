@@ -1226,6 +1226,45 @@ def test_diff_scoped_reads_only_the_touched_services_lines(tmp_path: Path, only:
     assert (tmp_path / "scoped" / "image").read_text() == ""
 
 
+EARLY = (
+    'LVS_HOST=lb LVS_RULES=${RULES:-rules} LVS_HERE="$1" LVS_DRY_RUN=1 LVS_HZ=250\n'
+    'if [[ $2 == early ]]; then lvs_ipvs_plan_early; [[ -n $LVS_IPVS_PLAN_BG ]] || exit 7; fi\n'
+    'lvs_ipvs_begin; echo "counts $LVS_COUNTS"\n'
+)
+
+
+def _early_host(tmp_path: Path, rules: str) -> dict:
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "rules").write_text(rules)
+    (tmp_path / "run" / "plan" / "verify").mkdir(parents=True)
+    proc_file = tmp_path / "proc ip_vs"
+    proc_file.write_text(_without_fwmark(PROC_MIXED.read_text(), proc=True))
+    return dict(LVSGEN_PROC_IPVS=proc_file, LVSGEN_STATE=tmp_path / "state", LVSGEN_RUN=tmp_path / "run")
+
+
+def test_the_plan_made_in_the_background_is_the_plan(tmp_path: Path) -> None:
+    """lvs_ipvs_plan_early plans a non-empty table in a background subshell while the files
+    step installs the files; what lvs_ipvs_begin then takes from it is what planning in the foreground gives."""
+    env = _early_host(tmp_path, "-A -t 203.0.113.10:80 -s rr\n-a -t 203.0.113.10:80 -r 198.51.100.11:8080 -m -w 5\n")
+    plans = {}
+    for how in ("early", "foreground"):
+        run = bash(EARLY, tmp_path / "host", how, **env)
+        assert run.returncode == 0, run.stderr
+        plans[how] = (run.stdout, (tmp_path / "run" / "plan" / "plan").read_text())
+    assert plans["early"] == plans["foreground"]
+    out, plan = plans["early"]
+    assert "lvsgen[lb]: would run: ipvsadm -E -t 203.0.113.10:80 -s rr\n" in out
+    assert "R -d -t 203.0.113.10:80 -r 198.51.100.12:8080" in plan.splitlines() and "counts 1 1 1 0 0\n" in out
+
+
+def test_a_plan_that_fails_in_the_background_stops_the_run_and_names_the_step(tmp_path: Path) -> None:
+    env = _early_host(tmp_path, "")
+    run = bash(EARLY, tmp_path / "host", "early", RULES="no such rules", **env)
+    assert run.returncode == 1
+    assert "error in step ipvs: cannot read" in run.stderr and "no such rules" in run.stderr, run.stderr
+    assert "counts" not in run.stdout
+
+
 def test_diff_scoped_to_nothing_has_nothing_to_do(tmp_path: Path) -> None:
     (tmp_path / "only").write_text("")
     run = bash('lvs_ipvs_diff /nonexistent 0 "$1" "$2"; echo "$LVS_COUNTS"', tmp_path / "d", tmp_path / "only",

@@ -371,6 +371,7 @@ lvs_files() {
   if [[ -n ${LVS_IMAGE:-} ]]; then paths+=("$LVS_HERE/$LVS_IMAGE" "$LVSGEN_STATE/host/$LVS_IMAGE"); fi
   lvs_inspect_files "${paths[@]}" "$LVS_HERE/setup.sh" "$LVS_HERE/lvsgen.sh" \
     "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
+  lvs_ipvs_plan_early
   lvs_sync_files "${sync[@]}"
 }
 
@@ -1568,7 +1569,10 @@ LVS_IPVS_C=()
 lvs_ipvs_begin() {
   LVS_IPVS_BEGUN=1
   local desired=$LVS_HERE/$LVS_RULES w=$LVSGEN_RUN/plan
-  if lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
+  if [[ -n $LVS_IPVS_PLAN_BG ]]; then
+    lvs_ipvs_planned
+    LVS_IPVS_APPLY=$w/A
+  elif lvs_ipvs_empty && lvs_ipvs_load "$desired" "$w"; then
     LVS_IPVS_APPLY=$desired
   else
     lvs_ipvs_diff "$desired" "$LVS_DRAIN" "$w"
@@ -1586,16 +1590,52 @@ lvs_ipvs_begin() {
   fi
 }
 
+# The files step does not need the table, nor the table the files step, so the two overlap.
 # lvs_ipvs_early: on an empty table (a first run), the plan, and the load of the whole file
-# started in the background, so that the files step, which does not need the table, runs while
-# the kernel takes its thousands of lines. Any other table is planned by lvs_ipvs. The boot
-# path runs lvs_ipvs alone.
+# started in the background, before the files step, while the kernel takes its thousands of
+# lines. Any other table: lvs_ipvs_plan_early. The boot path runs lvs_ipvs alone.
 lvs_ipvs_early() {
   [[ -n $LVS_RULES ]] || return 0
   ((LVS_DRY_RUN)) && return 0
   lvs_ipvs_empty || return 0
   lvs_step ipvs
   lvs_ipvs_begin background
+}
+
+# lvs_ipvs_plan_early: the plan of a table lvs_ipvs_early did not load (the one pass over the
+# table that every run makes) in a background subshell, started by the files step once it has
+# the sums (the image is checked against the rules file's) and while it installs the files;
+# lvs_ipvs_planned takes its results. The subshell holds the lock (fd 9) until it ends, even if
+# this run dies meanwhile.
+LVS_IPVS_PLAN_BG=''
+lvs_ipvs_plan_early() {
+  [[ -n $LVS_RULES ]] || return 0
+  ((LVS_IPVS_BEGUN)) && return 0
+  local w=$LVSGEN_RUN/plan
+  : >"$w/planned"
+  (
+    LVS_STEP=ipvs
+    lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" "$LVS_DRAIN" "$w"
+    printf '%s %s %s\n' "${LVS_HZ:-0}" "$LVS_IPVS_HIDDEN" "$LVS_COUNTS" >"$w/planned"
+  ) >"$w/planned.out" 2>&1 &
+  LVS_IPVS_PLAN_BG=$!
+}
+
+# lvs_ipvs_planned: wait for the plan lvs_ipvs_early started, pass on what it said (on
+# standard error: it says something only when it fails, and then it names the step), and
+# take its results: LVS_COUNTS, and the HZ and the marker it may have learned.
+lvs_ipvs_planned() {
+  local w=$LVSGEN_RUN/plan rc=0 hz hidden
+  wait "$LVS_IPVS_PLAN_BG" || rc=$?
+  LVS_IPVS_PLAN_BG=
+  lvs_print_file "$w/planned.out" >&2
+  if ((rc != 0)); then
+    [[ -s $w/planned.out ]] && exit 1 # its message named the step and the cause
+    lvs_die "the plan of the table failed with exit status $rc"
+  fi
+  read -r hz hidden LVS_COUNTS <"$w/planned" || lvs_die "the plan of the table left no result in $w/planned"
+  [[ -n $LVS_HZ || $hz == 0 ]] || LVS_HZ=$hz
+  ((hidden == 0)) || LVS_IPVS_HIDDEN=1
 }
 
 lvs_ipvs() {
@@ -1795,7 +1835,7 @@ lvsgen_main() {
     lvs_nftables
     lvs_sysctls
     lvs_timeouts
-    # A first run loads the table while the files are installed (lvs_ipvs_early).
+    # The table is loaded (a first run) or planned while the files are installed.
     lvs_ipvs_early
     lvs_files
     lvs_enable_unit
