@@ -1621,7 +1621,7 @@ lvs_ipvs_plan_early() {
   LVS_IPVS_PLAN_BG=$!
 }
 
-# lvs_ipvs_planned: wait for the plan lvs_ipvs_early started, pass on what it said (on
+# lvs_ipvs_planned: wait for the plan lvs_ipvs_plan_early started, pass on what it said (on
 # standard error: it says something only when it fails, and then it names the step), and
 # take its results: LVS_COUNTS, and the HZ and the marker it may have learned.
 lvs_ipvs_planned() {
