@@ -1265,6 +1265,30 @@ def test_a_plan_that_fails_in_the_background_stops_the_run_and_names_the_step(tm
     assert "counts" not in run.stdout
 
 
+def test_the_background_plan_holds_the_lock_until_it_ends(tmp_path: Path) -> None:
+    """The run that started the plan may die while it runs (a failing files step): the plan
+    keeps the run's lock (fd 9) until it ends, so that no other run plans into the same folder
+    meanwhile. Here /proc is a FIFO, so the plan waits until the test writes the table."""
+    env = _early_host(tmp_path, "-A -t 203.0.113.10:80 -s rr\n")
+    fifo = tmp_path / "proc fifo"
+    os.mkfifo(fifo)
+    env["LVSGEN_PROC_IPVS"] = fifo
+    lock = tmp_path / "run" / "setup.lock"
+    start = bash('exec 9>"$LVSGEN_RUN/setup.lock"; flock -n 9 || exit 9\n'
+                 'LVS_HOST=lb LVS_RULES=rules LVS_HERE="$1" LVS_HZ=250; lvs_ipvs_plan_early; exit 1', tmp_path / "host", **env)
+    assert start.returncode == 1, start.stderr  # the run is gone, its plan is not
+    held = subprocess.run(["flock", "-n", str(lock), "true"], capture_output=True, timeout=30)
+    with open(fifo, "w") as proc:  # the table: an empty one
+        proc.write(PROC_HEADER)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "run" / "plan" / "planned").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    free = subprocess.run(["flock", "-w", "30", str(lock), "true"], capture_output=True, timeout=60)
+    assert held.returncode == 1, "the lock was free while the plan ran"
+    assert free.returncode == 0, "the lock is free once the plan ended"
+    assert (tmp_path / "run" / "plan" / "planned").read_text() == "250 0 1 0 0 1 0\n"
+
+
 def test_diff_scoped_to_nothing_has_nothing_to_do(tmp_path: Path) -> None:
     (tmp_path / "only").write_text("")
     run = bash('lvs_ipvs_diff /nonexistent 0 "$1" "$2"; echo "$LVS_COUNTS"', tmp_path / "d", tmp_path / "only",
