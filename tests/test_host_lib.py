@@ -1304,12 +1304,17 @@ def test_diff_scoped_to_nothing_has_nothing_to_do(tmp_path: Path) -> None:
     pytest.param("-A -t 10.0.0.1:80 -s rr\n", "TCP  0A000001:0050 rr persistent 15000 FFFFFFFF\n", "", 3, id="persistent-without-hz"),
     ],
 )
-def test_plan_from_proc_falls_back_with_a_status(tmp_path: Path, desired: str, proc_text: str, hz: str, status: int) -> None:
-    """3, 4 and 5 tell setup.sh to read the table with ipvsadm -S -n instead; nothing is printed."""
+@pytest.mark.parametrize("scoped", [False, True], ids=["full", "scoped"])
+def test_plan_from_proc_falls_back_with_a_status(tmp_path: Path, desired: str, proc_text: str, hz: str, status: int, scoped: bool) -> None:
+    """3, 4 and 5 tell setup.sh to read the table with ipvsadm -S -n instead; nothing is printed.
+    The verify's scoped read too: a firewall-mark service, whose family /proc does not show, is
+    never skipped as out of scope."""
     (tmp_path / "d").write_text(desired)
     (tmp_path / "p").write_text(PROC_HEADER + proc_text)
     (tmp_path / "r").write_text("")
-    run = bash('LVS_HZ="$4"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc', tmp_path / "d", tmp_path / "p", tmp_path / "r", hz)
+    (tmp_path / "only").write_text("-t 10.0.0.1:80\n")
+    only = '"" "$5"' if scoped else ""
+    run = bash(f'LVS_HZ="$4"; lvs_ipvs_plan "$1" "$2" "$3" 1 1 proc {only}', tmp_path / "d", tmp_path / "p", tmp_path / "r", hz, tmp_path / "only")
     assert run.returncode == status, run.stderr
     assert run.stdout == ""
 

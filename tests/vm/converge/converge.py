@@ -39,8 +39,9 @@ def image_counts():
         try:
             text = open("%s/run/%s/%s" % (D.VM, LB["name"], rel)).read()
         except OSError:
-            text = None
-        out[name] = text.strip() if text is not None and name != "verify_read" else (None if text is None else len(text.splitlines()))
+            out[name] = None
+            continue
+        out[name] = len(text.splitlines()) if name == "verify_read" else text.strip()
     return out
 
 

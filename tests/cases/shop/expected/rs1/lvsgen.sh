@@ -1195,14 +1195,14 @@ function img_load(   l, h, n, t, k, cur) {
 # img_read(): the next line of the image after its first, as its ipvsadm line (and, for a
 # service, its name after a tab) in IMGL, its number in IMGN; 0 at the end.
 function img_read(   l) {
-  if (!imgn) { getline l < img; imgn = 0 }
+  if (!imgn) getline l < img  # the header
   if ((getline l < img) <= 0) { close(img); imgn = 0; return 0 }
   IMGN = ++imgn; IMGL = substr(l, index(l, "\t") + 1)
   return 1
 }
 # described(NAME): does the desired table have that service? With an image, the names are
 # read from it the first time this is asked: a change of a weight never asks.
-function described(name,   j, l, t) {
+function described(name) {
   if (imgok && !dnready) {
     dnready = 1
     while (img_read()) if (substr(IMGL, 1, 3) == "-A ") DN[substr(IMGL, index(IMGL, "\t") + 1)] = 1
@@ -1239,10 +1239,11 @@ function procname(flag, addr,   a, q) {
   if (substr(addr, 1, 1) == "[" || split(addr, q, ":") != 2 || split(q[1], a, ".") != 4) return ""
   return ((flag == "-t") ? "TCP" : (flag == "-u") ? "UDP" : "SCTP") " " sprintf("%02X%02X%02X%02X:%04X", a[1], a[2], a[3], a[4], q[2])
 }
-# LIVE comes before DESIRED. /proc lines are kept raw, looked up in the image if there is
-# one, and converted by live_read() if there is none.
+# LIVE comes before DESIRED. /proc lines are looked up in the image if there is one, else
+# kept raw and converted by live_read().
 # Scoped, a line is kept only if its service may be in scope: an IPv4 one by its /proc name,
-# IPv6 and firewall-mark ones always (live_read converts and decides). Skipping the rest here,
+# IPv6 and firewall-mark ones always (live_read converts them, decides the IPv6 ones by name,
+# and a firewall-mark one sends the read to ipvsadm -S -n, exit 4). Skipping the rest here,
 # unstored, is what makes the verify after a small change cost little on a large table.
 file == 2 && fmt == "proc" && scoped {
   if ($1 == "->") { if (keepsvc) RAW[++nraw] = $0; next }
@@ -1282,7 +1283,6 @@ function live_read(   i, keep) {
     $0 = RAW[i]
     if ($1 == "IP" || $1 == "Prot" || ($1 == "->" && $2 == "RemoteAddress:Port")) continue  # the header
     if (scoped && $1 == "->" && !inscope) continue  # a real server of a service out of scope
-    if (scoped && $1 != "->" && substr($2, 1, 1) != "[" && !(($1 " " $2) in ONLYP)) { inscope = 0; continue }
     line = proc_line(0)
     if (proc_err) { failed = proc_err; exit proc_err }
     if (line == "") continue
