@@ -1011,6 +1011,85 @@ def test_sync_names_a_missing_source(tmp_path: Path) -> None:
     assert "two.sh is missing from the host folder" in run.stderr
 
 
+# --- lvs_copy_stage and lvs_copy: the boot copy, written early and renamed last -------------------
+
+COPY_NAMES = ("setup.sh", "lvsgen.sh", "etc/a/one.conf", "etc/two.sh")
+COPY = (
+    'LVS_HOST=h; LVS_FILES=("etc/a/one.conf 0644" "etc/two.sh 0755"); paths=(); '
+    'for n in setup.sh lvsgen.sh etc/a/one.conf etc/two.sh; do paths+=("$LVS_HERE/$n" "$LVSGEN_STATE/host/$n"); done; '
+    'lvs_inspect_files "${paths[@]}"; lvs_copy_stage; echo "-- staged"; '
+    '(cd "$LVSGEN_STATE" && find . | LC_ALL=C sort); echo "-- then"; '
+)
+
+
+def _copy_host(tmp_path: Path) -> dict[str, Path]:
+    src, _ = _tree(tmp_path)
+    (src / "setup.sh").write_text("#!/usr/bin/env bash\necho setup\n")
+    (src / "setup.sh").chmod(0o755)
+    (src / "lvsgen.sh").write_text("# the library\n")
+    return {"LVS_HERE": src, "LVSGEN_STATE": tmp_path / "state dir"}
+
+
+def _copy_bytes(env: dict[str, Path]) -> dict[str, bytes]:
+    copy = env["LVSGEN_STATE"] / "host"
+    return {n: (copy / n).read_bytes() for n in COPY_NAMES if (copy / n).exists()}
+
+
+def test_first_boot_copy_is_staged_whole_and_renamed_last(tmp_path: Path) -> None:
+    env = _copy_host(tmp_path)
+    run = bash(COPY + 'lvs_copy; echo "changes=$LVS_CHANGES"', **env)
+    assert run.returncode == 0, run.stderr
+    staged, then = run.stdout.split("-- then\n")
+    assert "./host.lvsgen-new/etc/a/one.conf" in staged and "./host\n" not in staged, "staged beside it, not yet in place"
+    assert "+ cp --parents" not in staged and "+ cp --parents" in then, "said when it is renamed"
+    assert then.endswith("changes=4\n")
+    assert _copy_bytes(env) == {n: (env["LVS_HERE"] / n).read_bytes() for n in COPY_NAMES}
+    copy = env["LVSGEN_STATE"] / "host"
+    assert [(copy / n).stat().st_mode & 0o777 for n in COPY_NAMES] == [0o755, 0o644, 0o644, 0o755]
+    assert not (env["LVSGEN_STATE"] / "host.lvsgen-new").exists()
+
+
+def test_changed_boot_copy_files_are_staged_beside_the_old_and_renamed_last(tmp_path: Path) -> None:
+    env = _copy_host(tmp_path)
+    assert bash(COPY + "lvs_copy", **env).returncode == 0
+    old = _copy_bytes(env)
+    (env["LVS_HERE"] / "etc/two.sh").write_text("#!/bin/sh\necho 2\n")
+    run = bash(COPY + '[[ $(< "$LVSGEN_STATE/host/etc/two.sh") == *"echo two"* ]] && echo "old bytes"; lvs_copy; echo "changes=$LVS_CHANGES"', **env)
+    assert run.returncode == 0, run.stderr
+    staged, then = run.stdout.split("-- then\n")
+    assert "./host/etc/two.sh.lvsgen-new\n" in staged and "one.conf.lvsgen-new" not in staged
+    assert then.startswith("old bytes\n"), "the copy the boot unit runs is untouched until the rename"
+    assert "+ install -D -m 0755" in then and "+ install" not in staged and then.endswith("changes=1\n")
+    assert _copy_bytes(env) == {**old, "etc/two.sh": b"#!/bin/sh\necho 2\n"}
+    assert (env["LVSGEN_STATE"] / "host/etc/two.sh").stat().st_mode & 0o777 == 0o755
+    assert not list(env["LVSGEN_STATE"].rglob("*.lvsgen-new"))
+
+
+@pytest.mark.parametrize("first", [True, False])
+@pytest.mark.parametrize("how", ["lvs_die 'the table'", "exit 1", "false"])
+def test_a_run_that_fails_after_staging_keeps_the_last_good_copy_and_leaves_nothing(tmp_path: Path, first: bool, how: str) -> None:
+    env = _copy_host(tmp_path)
+    if not first:
+        assert bash(COPY + "lvs_copy", **env).returncode == 0
+        (env["LVS_HERE"] / "etc/two.sh").write_text("#!/bin/sh\necho 2\n")
+    old = _copy_bytes(env)
+    run = bash("set -e; " + COPY + how + "; lvs_copy", **env)
+    assert run.returncode == 1
+    assert ("lvs_copy_stage" not in run.stderr) and "-- staged" in run.stdout, run.stderr
+    assert _copy_bytes(env) == old
+    assert not list(env["LVSGEN_STATE"].rglob("*.lvsgen-new")), "the EXIT trap removed what was staged"
+
+
+def test_dry_run_stages_nothing_and_says_what_the_copy_step_would_do(tmp_path: Path) -> None:
+    env = _copy_host(tmp_path)
+    run = bash("LVS_DRY_RUN=1; " + COPY + 'lvs_copy; echo "changes=$LVS_CHANGES"', **env)
+    assert run.returncode == 0, run.stderr
+    staged, then = run.stdout.split("-- then\n")
+    assert "would run: cp --parents" in then and "would run" not in staged
+    assert then.endswith("changes=4\n")
+    assert not env["LVSGEN_STATE"].exists()
+
+
 # --- lvs_sysctl_set and lvs_ip: changes without a process each ----------------------------------------
 
 

@@ -140,7 +140,7 @@ lvs_record_add() { # FIELD...: remember something lvsgen is about to add
   [[ ${LVS_REC[$LVS_KEY]-} == "$line" ]] && return 0
   LVS_REC[$LVS_KEY]=$line
   if [[ ! -f $LVSGEN_STATE/record ]]; then
-    mkdir -p -- "$LVSGEN_STATE"
+    [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
     printf '%s\n' "$LVS_RECORD_HEADER" >"$LVSGEN_STATE/record"
   fi
   printf '%s\n' "$line" >>"$LVSGEN_STATE/record"
@@ -153,7 +153,7 @@ lvs_record_drop() { # KEY
 
 lvs_record_save() { # rewrite the record without the lines removal dropped
   ((LVS_DRY_RUN || !LVS_REC_DIRTY)) && return 0
-  mkdir -p -- "$LVSGEN_STATE"
+  [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
   local tmp=$LVSGEN_STATE/record.lvsgen-new
   {
     printf '%s\n' "$LVS_RECORD_HEADER"
@@ -331,14 +331,19 @@ lvs_sync_files() {
   done
 }
 
+# With LVS_STAGING=1 (lvs_copy_stage), DEST is only staged: written next to it, and left for
+# lvs_copy_commit to rename and to print.
+LVS_STAGING=0
+LVS_STAGED=() # DEST, what installing it prints; DEST, ...
 lvs_write_file() { # SRC DEST MODE [TEXT]: write TEXT (else a copy of SRC) to DEST atomically, with MODE
-  local src=$1 dest=$2 mode=$3
+  local src=$1 dest=$2 mode=$3 what
   LVS_CHANGES=$((LVS_CHANGES + 1))
+  printf -v what 'install -D -m %q -- %q %q' "$mode" "$src" "$dest"
   if ((LVS_DRY_RUN)); then
-    printf 'lvsgen[%s]: would run: install -D -m %q -- %q %q\n' "$LVS_HOST" "$mode" "$src" "$dest"
+    printf 'lvsgen[%s]: would run: %s\n' "$LVS_HOST" "$what"
     return 0
   fi
-  printf 'lvsgen[%s]: + install -D -m %q -- %q %q\n' "$LVS_HOST" "$mode" "$src" "$dest"
+  ((LVS_STAGING)) || printf 'lvsgen[%s]: + %s\n' "$LVS_HOST" "$what"
   [[ -d ${dest%/*} ]] || mkdir -p -- "${dest%/*}" || lvs_die "cannot create ${dest%/*}"
   if (($# >= 4)); then
     printf '%s' "$4" >"$dest.lvsgen-new" || lvs_die "cannot write $dest.lvsgen-new"
@@ -351,6 +356,10 @@ lvs_write_file() { # SRC DEST MODE [TEXT]: write TEXT (else a copy of SRC) to DE
     if [[ ${LVS_MODE[$src]-} != "${mode#0}" ]]; then
       chmod "$mode" -- "$dest.lvsgen-new" || lvs_die "cannot chmod $dest.lvsgen-new"
     fi
+  fi
+  if ((LVS_STAGING)); then
+    LVS_STAGED+=("$dest" "$what")
+    return 0
   fi
   mv -f -- "$dest.lvsgen-new" "$dest" || lvs_die "cannot rename $dest.lvsgen-new to $dest"
   if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
@@ -373,20 +382,34 @@ lvs_files() {
     "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
   lvs_ipvs_plan_early
   lvs_sync_files "${sync[@]}"
+  lvs_copy_stage
+  lvs_step files
 }
 
 # The copy of the host folder that the boot unit runs (and that monitoring can run with
 # --dry-run), under the state folder, so that a reboot does not depend on where the user
 # copied the host folder. It is updated last, after everything else succeeded: a failed run
 # leaves the last good copy. cloud-init writes the host folder there directly.
+# Its new files are written early (lvs_copy_stage, while the table is planned or loaded, when
+# the run would otherwise wait), next to the old ones; lvs_copy renames them into place.
+LVS_COPY='' LVS_COPY_TMP='' LVS_COPY_WHAT=''
 lvs_copy() {
   lvs_step copy
-  local copy=$LVSGEN_STATE/host entry src
+  if [[ -n $LVS_COPY ]]; then
+    lvs_copy_commit
+    return 0
+  fi
+  local copy=$LVSGEN_STATE/host
   [[ $LVS_HERE -ef $copy ]] && return 0
   if [[ ! -e $copy ]]; then
     lvs_copy_new "$copy"
     return 0
   fi
+  lvs_copy_sync "$copy"
+}
+
+lvs_copy_sync() { # COPY: lvs_sync_files of the host folder's files to COPY
+  local copy=$1 entry src
   local -a sync=("$LVS_HERE/setup.sh" "$copy/setup.sh" 0755 "$LVS_HERE/lvsgen.sh" "$copy/lvsgen.sh" 0644)
   if [[ -n ${LVS_IMAGE:-} ]]; then sync+=("$LVS_HERE/$LVS_IMAGE" "$copy/$LVS_IMAGE" 0644); fi
   for entry in "${LVS_FILES[@]}"; do
@@ -396,8 +419,52 @@ lvs_copy() {
   lvs_sync_files "${sync[@]}"
 }
 
-# lvs_copy_new COPY: the first copy, made whole by one cp into a folder next to it and then
-# renamed into place, so that it costs three processes however many files there are.
+# lvs_copy_stage: the boot copy's changed files (or the whole first copy, in a folder next to
+# it) written, not yet renamed. What a failed run staged is removed when it exits (the EXIT
+# trap); lvs_copy_commit renames it. Not in a dry run, which only says what lvs_copy would do.
+lvs_copy_stage() {
+  ((LVS_DRY_RUN)) && return 0
+  local copy=$LVSGEN_STATE/host
+  [[ $LVS_HERE -ef $copy ]] && return 0
+  lvs_step copy
+  LVS_COPY=$copy
+  trap lvs_copy_unstage EXIT
+  if [[ ! -e $copy ]]; then
+    lvs_copy_new "$copy" stage
+    return 0
+  fi
+  LVS_STAGING=1
+  lvs_copy_sync "$copy"
+  LVS_STAGING=0
+}
+
+# lvs_copy_commit: rename what lvs_copy_stage wrote, saying what each rename installs.
+lvs_copy_commit() {
+  local dest
+  if [[ -n $LVS_COPY_TMP ]]; then
+    lvs_say "+ $LVS_COPY_WHAT"
+    mv -T -- "$LVS_COPY_TMP" "$LVS_COPY" || lvs_die "cannot rename $LVS_COPY_TMP to $LVS_COPY"
+    LVS_COPY_TMP=
+  fi
+  while ((${#LVS_STAGED[@]} > 0)); do
+    dest=${LVS_STAGED[0]}
+    lvs_say "+ ${LVS_STAGED[1]}"
+    mv -f -- "$dest.lvsgen-new" "$dest" || lvs_die "cannot rename $dest.lvsgen-new to $dest"
+    LVS_STAGED=("${LVS_STAGED[@]:2}")
+  done
+}
+
+lvs_copy_unstage() { # the EXIT trap: remove what a run that failed staged
+  local -a left=()
+  local i
+  [[ -z ${LVS_COPY_TMP:-} ]] || left+=("$LVS_COPY_TMP")
+  for ((i = 0; i < ${#LVS_STAGED[@]}; i += 2)); do left+=("${LVS_STAGED[i]}.lvsgen-new"); done
+  ((${#left[@]} == 0)) || rm -rf -- "${left[@]}" || true
+}
+
+# lvs_copy_new COPY [stage]: the first copy, made whole by one cp into a folder next to it and then
+# renamed into place, so that it costs three processes however many files there are. With
+# 'stage', the folder is only made: lvs_copy_commit renames it.
 lvs_copy_new() {
   local copy=$1 tmp=$1.lvsgen-new entry src mode
   local -a names=(setup.sh lvsgen.sh) modes=(0755 0644)
@@ -410,13 +477,16 @@ lvs_copy_new() {
     modes+=("${entry##* }")
   done
   LVS_CHANGES=$((LVS_CHANGES + ${#names[@]}))
+  local what
+  printf -v what 'cp --parents -- %s %q/ (the boot copy, %d files)' "${names[*]}" "$copy" "${#names[@]}"
   if ((LVS_DRY_RUN)); then
-    printf 'lvsgen[%s]: would run: cp --parents -- %s %q/ (the boot copy, %d files)\n' "$LVS_HOST" "${names[*]}" "$copy" "${#names[@]}"
+    lvs_say "would run: $what"
     return 0
   fi
-  printf 'lvsgen[%s]: + cp --parents -- %s %q/ (the boot copy, %d files)\n' "$LVS_HOST" "${names[*]}" "$copy" "${#names[@]}"
+  [[ ${2:-} == stage ]] || lvs_say "+ $what"
   [[ ! -e $tmp ]] || rm -rf -- "$tmp" # what a run that died here left
   mkdir -p -- "$tmp" || lvs_die "cannot create $tmp"
+  if [[ ${2:-} == stage ]]; then LVS_COPY_TMP=$tmp LVS_COPY_WHAT=$what; fi
   cd -- "$LVS_HERE" || lvs_die "cannot enter $LVS_HERE"
   cp --parents -- "${names[@]}" "$tmp/" || lvs_die "cannot copy the host folder to $tmp"
   cd -- "$OLDPWD" || lvs_die "cannot go back to $OLDPWD"
@@ -429,6 +499,7 @@ lvs_copy_new() {
       chmod "$mode" -- "$tmp/${names[i]}" || lvs_die "cannot chmod $tmp/${names[i]}"
     fi
   done
+  [[ ${2:-} == stage ]] && return 0
   mv -T -- "$tmp" "$copy" || lvs_die "cannot rename $tmp to $copy"
 }
 
