@@ -1076,6 +1076,8 @@ def test_a_run_that_fails_after_staging_keeps_the_last_good_copy_and_leaves_noth
     run = bash("set -e; " + COPY + how + "; lvs_copy", **env)
     assert run.returncode == 1
     assert ("lvs_copy_stage" not in run.stderr) and "-- staged" in run.stdout, run.stderr
+    staged = run.stdout.split("-- then\n")[0]
+    assert ("./host.lvsgen-new\n" if first else "./host/etc/two.sh.lvsgen-new\n") in staged, "something was staged"
     assert _copy_bytes(env) == old
     assert not list(env["LVSGEN_STATE"].rglob("*.lvsgen-new")), "the EXIT trap removed what was staged"
 

@@ -440,18 +440,18 @@ lvs_copy_stage() {
 
 # lvs_copy_commit: rename what lvs_copy_stage wrote, saying what each rename installs.
 lvs_copy_commit() {
-  local dest
+  local i dest
   if [[ -n $LVS_COPY_TMP ]]; then
     lvs_say "+ $LVS_COPY_WHAT"
     mv -T -- "$LVS_COPY_TMP" "$LVS_COPY" || lvs_die "cannot rename $LVS_COPY_TMP to $LVS_COPY"
     LVS_COPY_TMP=
   fi
-  while ((${#LVS_STAGED[@]} > 0)); do
-    dest=${LVS_STAGED[0]}
-    lvs_say "+ ${LVS_STAGED[1]}"
+  for ((i = 0; i < ${#LVS_STAGED[@]}; i += 2)); do
+    dest=${LVS_STAGED[i]}
+    lvs_say "+ ${LVS_STAGED[i + 1]}"
     mv -f -- "$dest.lvsgen-new" "$dest" || lvs_die "cannot rename $dest.lvsgen-new to $dest"
-    LVS_STAGED=("${LVS_STAGED[@]:2}")
   done
+  LVS_STAGED=()
 }
 
 lvs_copy_unstage() { # the EXIT trap: remove what a run that failed staged
