@@ -2168,6 +2168,105 @@ def test_the_marker_follows_the_file_the_table_was_put_right_with(tmp_path: Path
     assert dry.returncode == 0 and (state / "ipvs-hidden").exists() == after  # a dry run changes nothing
 
 
+# Issue 19: on a director whose HZ is not known yet (no /boot/config, as in the VM guest), the
+# first run's verify met a persistent service in /proc, fell back to 'ipvsadm -S -n' with status
+# 3 before anything looked at the file's options, and never wrote the marker; a rebuild without
+# sh-fallback then looked like no change, and --dry-run said all was well.
+HIDDEN_WITH = (
+    "-A -t 192.0.2.120:80 -s sh -b sh-fallback\n-a -t 192.0.2.120:80 -r 192.0.2.11:80 -g -w 1\n"
+    "-A -u 192.0.2.120:5060 -s rr -p 60\n-a -u 192.0.2.120:5060 -r 192.0.2.11:5060 -g -w 1\n"
+)
+HIDDEN_WITHOUT = HIDDEN_WITH.replace(" -b sh-fallback", "")
+
+
+def _hidden_director(tmp_path: Path) -> dict[str, Path]:
+    """A director whose kernel has HIDDEN_WITH loaded, /proc as that kernel prints it (HZ 250)."""
+    proc = tmp_path / "ip_vs"
+    proc.write_text(PROC_HEADER + proc_service("TCP", "192.0.2.120", 80, "sh") + proc_dest("192.0.2.11", 80)
+                    + proc_service("UDP", "192.0.2.120", 5060, "rr", persistent=(60 * 250, v4mask("255.255.255.255")))
+                    + proc_dest("192.0.2.11", 5060))
+    saved = tmp_path / "saved"
+    saved.write_text(HIDDEN_WITH)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ipvsadm").write_text('#!/bin/bash\nif [[ $* == "-S -n" ]]; then cat "$SAVED"; exit 0; fi\nexit 2\n')
+    (bin_dir / "ipvsadm").chmod(0o755)
+    host = tmp_path / "host dir"
+    (host / "etc").mkdir(parents=True)
+    return {"BIN": bin_dir, "SAVED": saved, "LVSGEN_PROC_IPVS": proc, "LVSGEN_STATE": tmp_path / "state",
+            "LVSGEN_RUN": tmp_path / "run", "LVS_HERE": host}
+
+
+# A kernel whose HZ no file tells: only what lvs_learn_hz learns in $LVSGEN_RUN/hz.
+NO_BOOT_CONFIG = 'lvs_kernel_hz() { [[ -n $LVS_HZ || ! -r $LVSGEN_RUN/hz ]] || read -r LVS_HZ <"$LVSGEN_RUN/hz"; }\n'
+RUN_STEP = (NO_BOOT_CONFIG + 'PATH=$BIN:$PATH LVS_HOST=lb LVS_DRY_RUN=$1 LVS_TABLE_OWNED=1 LVS_RULES=etc/ipvsadm.rules\n'
+            'lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" 0 "$LVSGEN_RUN/plan"; lvs_ipvs_hidden_mark\n'
+            'echo "$LVS_COUNTS"; cat "$LVSGEN_RUN/plan/plan"')
+
+
+def test_a_hidden_option_loaded_without_hz_is_taken_out_when_the_file_drops_it(tmp_path: Path) -> None:
+    """The sequence of the bug: the verify after a first load (HZ unknown, a persistent service),
+    then a run of a file without the flag, dry and for real."""
+    env = _hidden_director(tmp_path)
+    rules = env["LVS_HERE"] / "etc" / "ipvsadm.rules"
+    rules.write_text(HIDDEN_WITH)
+    first = bash(RUN_STEP, "0", **env)
+    assert first.returncode == 0, first.stderr
+    assert lines(first.stdout) == ["0 0 0 0 0"]  # the table is the file
+    assert (env["LVSGEN_STATE"] / "ipvs-hidden").exists(), "the first run left no marker: a later run reads /proc"
+    rules.write_text(HIDDEN_WITHOUT)
+    for dry in ("1", "0"):
+        run = bash(RUN_STEP, dry, **env)
+        assert run.returncode == 0, run.stderr
+        assert lines(run.stdout) == ["1 0 0 0 0", "A -E -t 192.0.2.120:80 -s sh"], (dry, run.stdout)
+    # once the kernel has the file without the flag (the -E above), the marker goes
+    env["SAVED"].write_text(HIDDEN_WITHOUT)
+    run = bash(RUN_STEP, "0", **env)
+    assert lines(run.stdout) == ["0 0 0 0 0"] and not (env["LVSGEN_STATE"] / "ipvs-hidden").exists()
+
+
+@pytest.mark.parametrize("path", ["plan", "scoped-verify", "background", "load"])
+def test_every_read_of_the_table_decides_the_marker_from_the_whole_file(tmp_path: Path, path: str) -> None:
+    """Whichever path read the table last in a run (a plan, the verify of a change scoped to a
+    service without the flag, the plan made in the background, a first run's load), the marker
+    follows the whole file."""
+    env = _hidden_director(tmp_path)
+    rules = env["LVS_HERE"] / "etc" / "ipvsadm.rules"
+    rules.write_text(HIDDEN_WITH)
+    (tmp_path / "only").write_text("-u 192.0.2.120:5060\n")
+    step = {
+        "plan": 'lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" 0 "$LVSGEN_RUN/plan"',
+        "scoped-verify": 'lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" 0 "$LVSGEN_RUN/verify" "$ONLY"',
+        "background": 'mkdir -p "$LVSGEN_RUN/plan"; lvs_ipvs_plan_early; lvs_ipvs_planned',
+        "load": 'mkdir -p "$LVSGEN_RUN/plan"; lvs_ipvs_load "$LVS_HERE/$LVS_RULES" "$LVSGEN_RUN/plan"',
+    }[path]
+    run = bash(NO_BOOT_CONFIG + 'PATH=$BIN:$PATH LVS_HOST=lb LVS_DRY_RUN=0 LVS_TABLE_OWNED=1 LVS_DRAIN=0 LVS_RULES=etc/ipvsadm.rules\n'
+               f'{step}; lvs_ipvs_hidden_mark; echo "$LVS_IPVS_HIDDEN"', ONLY=tmp_path / "only", **env)
+    assert run.returncode == 0, run.stderr
+    assert lines(run.stdout)[-1:] == ["1"] and (env["LVSGEN_STATE"] / "ipvs-hidden").exists(), (path, run.stdout)
+
+
+@pytest.mark.parametrize("rules", GOLDEN_RULES, ids=lambda p: f"{p.relative_to(CASES).parts[0]}/{p.relative_to(CASES).parts[2]}")
+def test_an_image_is_made_only_for_a_file_the_engine_finds_showable(rules: Path) -> None:
+    """lvs_ipvs_hidden_of takes a matching image as proof that the file has nothing /proc cannot
+    show: the build's image and the engine's own check must agree on every golden table."""
+    image = procimage.text(rules.read_text())
+    if image is not None:
+        assert bash('lvs_ipvs_proc_can_show "$1"', rules).returncode == 0, rules
+
+
+def test_hidden_of_takes_the_image_only_when_it_was_made_from_the_file(tmp_path: Path) -> None:
+    """A stale image (of another file) is no proof: the file's own options decide."""
+    host = tmp_path / "host"
+    (host / "etc").mkdir(parents=True)
+    (host / "etc" / "ipvsadm.rules").write_text(HIDDEN_WITHOUT)
+    (host / "ipvsadm.proc").write_text(procimage.text(HIDDEN_WITHOUT.replace("-p 60", "-p 61")) or "")
+    script = 'LVS_RULES=etc/ipvsadm.rules LVS_IMAGE=ipvsadm.proc; lvs_ipvs_hidden_of "$LVS_HERE/$LVS_RULES"; echo "$LVS_IPVS_HIDDEN"'
+    assert bash(script, LVS_HERE=host, LVSGEN_RUN=tmp_path / "run").stdout == "0\n"
+    (host / "etc" / "ipvsadm.rules").write_text(HIDDEN_WITH)  # the image still says "showable", of another file
+    assert bash(script, LVS_HERE=host, LVSGEN_RUN=tmp_path / "run").stdout == "1\n"
+
+
 # --- table inet lvsgen: a change in two steps (the union first, then the file) ----------------------------
 NFT_GOLDEN = CASES / "mixed" / "expected" / "edge" / "etc" / "lvsgen" / "lvsgen.nft"
 

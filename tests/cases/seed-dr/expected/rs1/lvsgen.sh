@@ -1499,14 +1499,39 @@ lvs_learn_hz() { # SAVED: from a fresh 'ipvsadm -S -n' and /proc, work out HZ
   fi
 }
 
+# Options /proc/net/ip_vs cannot show (scheduler flags, --pe, tunnel types other than ipip, -o
+# on IPv6): a table that has them must be read with 'ipvsadm -S -n', or a change to them would
+# look like no change. Two things say so, and nothing else does:
+# - the rules file: lvs_ipvs_hidden_of decides, once a run and on the whole file, whatever
+#   path reads the table (a plan, a scoped verify, the background plan, the boot);
+# - the kernel: the marker $LVSGEN_STATE/ipvs-hidden is there while the table lvsgen last put
+#   right came from a file that had them (lvs_ipvs_hidden_mark writes it from the decision),
+#   so that a file that takes them away is still compared with 'ipvsadm -S -n'.
+# LVS_IPVS_HIDDEN is the decision (1: the file has such options), LVS_IPVS_HIDDEN_OF the file
+# it was made for.
+LVS_IPVS_HIDDEN=0 LVS_IPVS_HIDDEN_OF=''
+lvs_ipvs_hidden_of() { # DESIRED: the whole rules file
+  local desired=$1 head='' rc=0
+  [[ $LVS_IPVS_HIDDEN_OF == "$desired" ]] && return 0
+  LVS_IPVS_HIDDEN=0
+  # An image made from this very file proves it: lvsgen makes one only for a file /proc shows
+  # in full (lvsgen/procimage.py; tests/test_host_lib.py checks that the two agree).
+  if [[ -n ${LVS_IMAGE:-} && $desired == "$LVS_HERE/$LVS_RULES" && -r $LVS_HERE/$LVS_IMAGE ]]; then
+    [[ -n ${LVS_SUM[$desired]-} ]] || lvs_inspect_files "$desired"
+    read -r head <"$LVS_HERE/$LVS_IMAGE" || head=''
+  fi
+  if [[ -z $head || -z ${LVS_SUM[$desired]-} || ${head##* } != "${LVS_SUM[$desired]}" ]]; then
+    lvs_ipvs_proc_can_show "$desired" || rc=$?
+    ((rc <= 1)) || lvs_die "cannot read $desired (see above)"
+    ((rc == 0)) || LVS_IPVS_HIDDEN=1
+  fi
+  LVS_IPVS_HIDDEN_OF=$desired
+}
+
 # lvs_ipvs_diff DESIRED DRAIN DIR [ONLY]: the delta between DESIRED and the live table, split into
 # DIR (see LVS_AWK_PLAN); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
-# same awk process when /proc can show everything DESIRED says, else with 'ipvsadm -S -n'.
-# /proc cannot show the same options on the live side either: a table lvsgen loaded from a file
-# with such options (the marker $LVSGEN_STATE/ipvs-hidden, kept by lvs_ipvs) is read with
-# 'ipvsadm -S -n' until a run has put the table right without them, or a change that takes
-# them away would look like no change. Sets LVS_IPVS_HIDDEN to 1 when DESIRED has them.
-LVS_IPVS_HIDDEN=0
+# same awk process, unless it has or may have options /proc cannot show (lvs_ipvs_hidden_of,
+# the marker): then with 'ipvsadm -S -n'. Sets LVS_IPVS_HIDDEN.
 lvs_ipvs_diff() {
   local desired=$1 drain=$2 dir=$3 only=${4:-} rc=0 recorded=$LVSGEN_STATE/ipvs-services
   [[ -d $dir ]] || mkdir -p -- "$dir"
@@ -1536,9 +1561,8 @@ lvs_ipvs_diff() {
   # The image is used only with the file it was made from: its sum, known once lvs_files
   # inspected the files, is taken here on the paths that do not (boot, a first run's load).
   if [[ -n $image && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
-  if [[ -e $LVSGEN_STATE/ipvs-hidden && -r $LVSGEN_PROC_IPVS ]]; then
-    lvs_ipvs_proc_can_show "$desired" || LVS_IPVS_HIDDEN=1
-  elif [[ -r $LVSGEN_PROC_IPVS ]]; then
+  lvs_ipvs_hidden_of "$1" # of the whole file, even when a scope narrowed DESIRED
+  if [[ -r $LVSGEN_PROC_IPVS ]] && ((LVS_IPVS_HIDDEN == 0)) && [[ ! -e $LVSGEN_STATE/ipvs-hidden ]]; then
     lvs_kernel_hz
     # The image (see LVS_AWK_PLAN), if it was made from this very file.
     local LVS_IMG_IN='' LVS_IMG_KEY=''
@@ -1547,10 +1571,11 @@ lvs_ipvs_diff() {
     fi
     LVS_COUNTS=$(lvs_ipvs_plan "$desired" "$LVSGEN_PROC_IPVS" "$recorded" "$LVS_TABLE_OWNED" "$drain" proc "$dir" "$only") || rc=$?
     ((rc == 0)) && return 0
-    ((rc == 3 || rc == 4 || rc == 5)) || lvs_die "cannot read $desired or the IPVS table (see above)"
-    ((rc == 5)) && LVS_IPVS_HIDDEN=1
+    # 5: the plan met a line /proc cannot show, which lvs_ipvs_hidden_of said it could.
+    ((rc != 5)) || lvs_die "internal error: $desired has options /proc/net/ip_vs cannot show, but lvs_ipvs_hidden_of found none; please report this"
+    ((rc == 3 || rc == 4)) || lvs_die "cannot read $desired or the IPVS table (see above)"
     : >"$dir/plan" # a fallback: start over
-  elif ((LVS_DRY_RUN)); then
+  elif [[ ! -r $LVSGEN_PROC_IPVS ]] && ((LVS_DRY_RUN)); then
     # ip_vs is not loaded, so the table is empty (loading it would be a change).
     LVS_COUNTS=$(lvs_ipvs_plan "$desired" /dev/null "$recorded" "$LVS_TABLE_OWNED" "$drain" save "$dir" "$only") ||
       lvs_die "cannot read $desired (see above)"
@@ -1694,7 +1719,7 @@ lvs_ipvs_plan_early() {
 
 # lvs_ipvs_planned: wait for the plan lvs_ipvs_plan_early started, pass on what it said (on
 # standard error: it says something only when it fails, and then it names the step), and
-# take its results: LVS_COUNTS, and the HZ and the marker it may have learned.
+# take its results: LVS_COUNTS, the HZ it may have learned, and the decision of lvs_ipvs_hidden_of.
 lvs_ipvs_planned() {
   local w=$LVSGEN_RUN/plan rc=0 hz hidden
   wait "$LVS_IPVS_PLAN_BG" || rc=$?
@@ -1706,7 +1731,7 @@ lvs_ipvs_planned() {
   fi
   read -r hz hidden LVS_COUNTS <"$w/planned" || lvs_die "the plan of the table left no result in $w/planned"
   [[ -n $LVS_HZ || $hz == 0 ]] || LVS_HZ=$hz
-  ((hidden == 0)) || LVS_IPVS_HIDDEN=1
+  LVS_IPVS_HIDDEN=$hidden LVS_IPVS_HIDDEN_OF=$LVS_HERE/$LVS_RULES # decided there, for the whole file
 }
 
 lvs_ipvs() {
@@ -1773,11 +1798,12 @@ lvs_state_file() {
   mv -f -- "$LVSGEN_STATE/$2.lvsgen-new" "$LVSGEN_STATE/$2" || lvs_die "cannot rename $LVSGEN_STATE/$2.lvsgen-new"
 }
 
-# The marker (see lvs_ipvs_diff): there while the table lvsgen put right has options /proc
-# cannot show; set when the verify read such a file, gone once one without them was put right.
+# The marker (see lvs_ipvs_hidden_of), once the table is what the rules file says: there when
+# that file has options /proc cannot show, gone when it has none.
 lvs_ipvs_hidden_mark() {
   local marker=$LVSGEN_STATE/ipvs-hidden
   ((LVS_DRY_RUN)) && return 0
+  [[ -z ${LVS_RULES:-} ]] || lvs_ipvs_hidden_of "$LVS_HERE/$LVS_RULES"
   if ((LVS_IPVS_HIDDEN)); then
     [[ -e $marker ]] && return 0
     [[ -d $LVSGEN_STATE ]] || mkdir -p -- "$LVSGEN_STATE"
