@@ -254,11 +254,47 @@ echo '## ipvs'; if command -v ipvsadm >/dev/null; then ipvsadm -S -n 2>/dev/null
 echo '## files'; find /etc/sysctl.d /etc/systemd/network /etc/systemd/system /etc/modules-load.d /etc/lvsgen /var/lib/lvsgen -type f 2>/dev/null | sort | xargs -r sha256sum
 echo '## modes'; find /etc/sysctl.d /etc/systemd/network /etc/systemd/system /etc/modules-load.d /etc/lvsgen /var/lib/lvsgen -type f 2>/dev/null | sort | xargs -r stat -c '%a %n'
 echo '## links'; find /etc/systemd/system -type l -printf '%p -> %l\n' 2>/dev/null | sort
+echo '## record'; if [ -r /var/lib/lvsgen/record ]; then sort /var/lib/lvsgen/record; fi
+echo '## tunnels'; ip -d -o link show type ipip 2>/dev/null | sed 's/^[0-9]*: //'; ip -d -o link show type gre 2>/dev/null | sed 's/^[0-9]*: //'
+# only where the module is loaded: asking would make the kernel try to autoload it, and the
+# cluster test counts every autoload the kernel was asked for
+echo '## fou'; if [ -d /sys/module/fou ]; then ip fou show 2>/dev/null; fi
+echo '## nft'; if [ -d /sys/module/nf_tables ] && command -v nft >/dev/null; then nft list table inet lvsgen 2>/dev/null; fi
+if [ -e /proc/net/ip_vs ]; then
+  # without the connection counters, which change as connections expire
+  echo '## thresholds'; ipvsadm -L -n --thresholds | awk '$1 == "->" { print $1, $2, $3, $4; next } { print }'
+  echo '## timeouts'; ipvsadm -L --timeout
+  echo '## daemons'; ipvsadm -L --daemon
+fi
 """
 
 
 def snapshots():
+    """Each host's state as one text: what a run that changes nothing must leave byte for byte."""
     return {h["name"]: in_host(h, ["sh", "-c", SNAPSHOT]).stdout for h in TOPO["hosts"]}
+
+
+def table_facts():
+    """{director: {"saved", "thresholds", "timeouts"}}: what the kernel says of its table, for
+    the host side to compare with the raw cluster file (tests/vm/expect.py)."""
+    out = {}
+    for h in TOPO["hosts"]:
+        if h["role"] != "director":
+            continue
+        out[h["name"]] = {"saved": in_host(h, ["ipvsadm", "-S", "-n"]).stdout,
+                          "thresholds": in_host(h, ["ipvsadm", "-L", "-n", "--thresholds"]).stdout,
+                          "timeouts": in_host(h, ["ipvsadm", "-L", "--timeout"]).stdout}
+    return out
+
+
+def second_run(r, tree=None, label="setup.sh again"):
+    """A run on a converged cluster: the state of every host before and after it (which must be
+    equal), its output (which must say "no changes"), and the tables after it."""
+    r["before"] = snapshots()
+    r["second"] = run_setups(tree or TOPO["trees"]["main"], label)
+    r["after"] = snapshots()
+    r["tables"] = table_facts()
+    return r
 
 
 def wait_for_addresses(timeout=60):
@@ -400,9 +436,7 @@ def phase_setup():
     r["bypass"] = bypass()
     r["stats"] = ipvs_stats()
     r["saved"] = saved_tables()
-    r["before"] = snapshots()
-    r["second"] = run_setups(TOPO["trees"]["main"], "setup.sh again")
-    r["after"] = snapshots()
+    second_run(r)
     r["mutants"] = mutants()
     for p in servers:
         p.kill()
@@ -446,7 +480,9 @@ def phase_networkd():
     servers = start_servers()
     r["answers"] = client(TOPO["plan"])
     r["arp"] = arp_answers()
+    r["setup_before"] = snapshots()
     r["setup"] = run_setups(TOPO["trees"]["main"], "setup.sh after networkd")
+    r["setup_after"] = snapshots()
     for p in servers + procs:
         p.kill()
     teardown()
@@ -473,7 +509,9 @@ def phase_ifupdown():
     r["answers"] = client(TOPO["plan"])
     r["arp"] = arp_answers()
     r["routes"] = default_routes()
+    r["setup_before"] = snapshots()
     r["setup"] = run_setups(TOPO["trees"]["main"], "setup.sh after an ifupdown boot")
+    r["setup_after"] = snapshots()
     for p in servers:
         p.kill()
     teardown()
@@ -494,7 +532,6 @@ def phase_nat():
     servers = start_servers()
     r["answers"] = client(TOPO["plan"])
     r["stats"] = ipvs_stats()
-    r["saved"] = saved_tables()
     r["routes"] = default_routes()
     r["arp"] = arp_answers()
     r["ruleset"] = in_host(director, ["nft", "-s", "list", "ruleset"]).stdout
@@ -506,7 +543,7 @@ def phase_nat():
     r["direct_open"] = client(nat["direct"])
     r["heal"] = run_setups(main, "setup.sh after the table was deleted")
     r["direct_after_heal"] = client(nat["direct"])
-    r["second"] = run_setups(main, "setup.sh again")
+    second_run(r)
     # Control: a real server whose replies do not go back through the director.
     nsx(nat["unrouted"], ["ip", "-6" if ":" in nat["director_front"] else "-4", "route", "del", "default"])
     r["answers_unrouted"] = client(TOPO["plan"])
@@ -516,33 +553,80 @@ def phase_nat():
     return r
 
 
+def tun_unload_tunnel_modules():
+    """fou (and fou6, which uses it) and ip_gre unloaded as well: /init loads every module, and
+    unload_lvs_modules leaves these two. Returns the ones still loaded (nothing, or the bare-kernel
+    check fails)."""
+    for _ in range(20):
+        loaded = [m for m in ("fou6", "fou", "ip_gre") if os.path.exists(f"/sys/module/{m}/refcnt")]
+        if not loaded:
+            return []
+        run(["modprobe", "-r", "-a", *loaded], check=False)
+        time.sleep(0.5)
+    return [m for m in ("fou", "ip_gre") if os.path.exists(f"/sys/module/{m}/refcnt")]
+
+
+def tun_modules_loaded():
+    """lvs_modules_loaded, and the GUE and GRE receivers' modules (fou, ip_gre) where loaded."""
+    return sorted(set(lvs_modules_loaded()) | {m for m in ("fou", "ip_gre") if os.path.exists(f"/sys/module/{m}/refcnt")})
+
+
+def tun_fou(hosts):
+    """What `ip fou show` prints on each host (nothing where fou is not loaded)."""
+    return {h["name"]: nsx(h["name"], ["ip", "fou", "show"], check=False).stdout.strip() for h in hosts}
+
+
 def phase_tun():
-    """LVS-TUN (IPIP): traffic, requests arriving on the real servers' tunl0, replies
-    bypassing the director, ARP; then strict reverse-path filtering on tunl0 (negative
-    control: lvsgen sets it loose there, and only there), healed by setup.sh."""
+    """LVS-TUN (IPIP, GUE, GRE), on a bare kernel: traffic, requests arriving on each real
+    server's tunnel devices (TOPO["tun"]["devices"]: tunl0, gre0), replies bypassing the
+    director, ARP, the GUE ports open on each real server (ip fou); then two negative controls,
+    each healed by setup.sh: one real server's GUE port closed by hand (TOPO["tun"]["gue"]), and
+    strict reverse-path filtering on every tunnel device (lvsgen sets it loose there, and only
+    there). Last, a second run on the converged cluster (second_run)."""
     bare = unload_lvs_modules()
+    bare_tunnels = tun_unload_tunnel_modules()
     build_topology()
     main = TOPO["trees"]["main"]
+    tun = TOPO["tun"]
     reals = [h for h in TOPO["hosts"] if h["role"] != "director"]
 
     def rp_filter():
         return {h["name"]: {k: nsx(h["name"], ["sh", "-c", f"cat /proc/sys/net/ipv4/conf/{k}/rp_filter 2>/dev/null || echo none"]).stdout.strip()
-                            for k in ("all", h["interface"], "tunl0")} for h in reals}
+                            for k in ("all", h["interface"], *tun["devices"][h["name"]])} for h in reals}
 
-    r = {"bare": bare, "rp_filter_before": rp_filter(), "first": run_setups(main, "setup.sh")}
-    r["modules"] = {h["name"]: lvs_modules_loaded() for h in TOPO["hosts"]}
+    def rx():
+        return {h["name"]: {dev: ifstat(h["name"], dev, "rx_packets") for dev in tun["devices"][h["name"]]} for h in reals}
+
+    r = {"bare": bare, "bare_tunnels": bare_tunnels, "rp_filter_before": rp_filter(), "first": run_setups(main, "setup.sh")}
+    r["modules"] = tun_modules_loaded()
     servers = start_servers()
-    before = {h["name"]: ifstat(h["name"], "tunl0", "rx_packets") for h in reals}
+    before = rx()
     r["answers"] = client(TOPO["plan"])
-    r["tunl0_rx"] = {h["name"]: ifstat(h["name"], "tunl0", "rx_packets") - before[h["name"]] for h in reals}
+    after = rx()
+    r["rx"] = {name: {dev: after[name][dev] - n for dev, n in devs.items()} for name, devs in before.items()}
     r["stats"] = ipvs_stats()
     r["arp"] = arp_answers()
     r["rp_filter"] = rp_filter()
+    r["fou"] = tun_fou(reals)
+    # negative control: one real server's GUE port closed by hand
+    gue = tun.get("gue")
+    if gue:
+        victim = next(h for h in reals if h["name"] == gue["host"])
+        nsx(victim["name"], ["ip", "fou", "del", "port", str(gue["port"])])
+        r["gue_fou_closed"] = tun_fou(reals)
+        r["gue_closed"] = client([gue["item"]])
+        r["gue_heal"] = run_setups(main, "setup.sh after a GUE port was closed")
+        r["gue_fou_healed"] = tun_fou(reals)
+        r["gue_healed"] = client([gue["item"]])
+    # negative control: strict rp_filter on every tunnel device (and conf.all)
     for h in reals:
-        nsx(h["name"], ["sysctl", "-q", "-w", "net.ipv4.conf.tunl0.rp_filter=1", "net.ipv4.conf.all.rp_filter=1"])
-    r["answers_strict"] = client(TOPO["plan"])
+        keys = ["net.ipv4.conf.all.rp_filter=1"] + [f"net.ipv4.conf.{dev}.rp_filter=1" for dev in tun["devices"][h["name"]]]
+        nsx(h["name"], ["sysctl", "-q", "-w", *keys])
+    # two requests a service are enough to show that nothing answers; each waits for its timeout
+    r["answers_strict"] = client([{**item, "n": min(item["n"], 2)} for item in TOPO["plan"]])
     r["heal"] = run_setups(main, "setup.sh after rp_filter was made strict")
     r["answers_healed"] = client(TOPO["plan"])
+    second_run(r)
     for p in servers:
         p.kill()
     teardown()
@@ -597,8 +681,7 @@ def phase_features():
     r["modules"] = lvs_modules_loaded()
     servers = start_servers()
     r["answers"] = client(TOPO["plan"])
-    r["saved"] = saved_tables()
-    r["second"] = run_setups(main, "setup.sh again")
+    second_run(r)
 
     def ipvsadm(*args):
         return in_host(director, ["ipvsadm", *args], check=False)
@@ -606,7 +689,7 @@ def phase_features():
     # the kernel profile: the hash table's size, knobs
     r["ipvs_header"] = ipvsadm("-L", "-n").stdout.splitlines()[0]
     r["knobs"] = {k: in_host(director, ["sysctl", "-n", k]).stdout.strip()
-                  for k in ("net.ipv4.vs.sloppy_tcp", "net.ipv4.vs.conn_reuse_mode", f"net.ipv4.conf.{director['interface']}.proxy_arp")}
+                  for k in (*f["knobs"], f"net.ipv4.conf.{director['interface']}.proxy_arp")}
     # timeouts: set, then changed by hand and put back
     r["timeouts"] = ipvsadm("-L", "--timeout").stdout.strip()
     ipvsadm("--set", "900", "0", "300")
@@ -621,19 +704,18 @@ def phase_features():
     # one-packet scheduling
     ops = f["ops"]
     r["ops_conns"] = conns("UDP", ops["vip_port"])
-    ipvsadm("-E", "-u", ops["vip_port"], "-s", "rr")
+    ipvsadm(*ops["undo"])
     r["ops_off_answers"] = client([ops["item"]])
     r["ops_off_conns"] = conns("UDP", ops["vip_port"])
     r["ops_heal"] = run_setups(main, "setup.sh after -o was taken off")
-    r["ops_saved"] = saved_tables()
     # sh-fallback
     sh = f["sh"]
     r["sh_first"] = client([sh["item"]])
     hashed = r["sh_first"][sh["item"]["key"]][0]
     r["sh_hashed"] = hashed
-    r["sh_quiesce"] = ipvsadm("-e", "-t", sh["vip_port"], "-r", sh["servers"].get(hashed, "0.0.0.0:0"), "-g", "-w", "0").returncode
+    r["sh_quiesce"] = ipvsadm(*sh["quiesce"][hashed]).returncode if hashed in sh["quiesce"] else -1
     r["sh_fallback"] = client([sh["item"]])
-    ipvsadm("-E", "-t", sh["vip_port"], "-s", "sh")
+    ipvsadm(*sh["undo"])
     r["sh_no_fallback"] = client([sh["item"]])
     r["sh_heal"] = run_setups(main, "setup.sh after the flag was taken off")
     r["sh_healed"] = client([sh["item"]])
@@ -651,7 +733,7 @@ def phase_features():
     th = f["thresholds"]
     r["th_listing"] = ipvsadm("-L", "-n", "--thresholds").stdout
     r["th_first"] = client([th["item"]])
-    ipvsadm("-e", "-t", th["vip_port"], "-r", th["limited"], "-g", "-w", "1", "-x", "0", "-y", "0")
+    ipvsadm(*th["undo"])
     r["th_off"] = client([th["item"]])
     r["th_heal"] = run_setups(main, "setup.sh after the threshold was taken off")
     r["th_healed"] = client([th["item"]])
@@ -661,7 +743,7 @@ def phase_features():
     res = {"nft": in_host(director, ["nft", "list", "table", "inet", "lvsgen"], check=False).stdout,
            "thresholds": ipvsadm("-L", "-n", "--thresholds").stdout}
     answers = client(items["first"])
-    ipvsadm("-E", "-f", fw["mark"], "-s", "rr")  # no persistence
+    ipvsadm(*fw["undo"])  # no persistence
     answers.update(client(items["off"]))
     res["heal_persistence"] = run_setups(main, "setup.sh after persistence was taken off the mark service")
     in_host(director, ["nft", "delete", "table", "inet", "lvsgen"])
@@ -673,14 +755,44 @@ def phase_features():
     # the SIP persistence engine
     sip = f["sip"]
     r["sip"] = client(sip["items"])
-    ipvsadm("-E", "-u", sip["vip_port"], "-s", "rr", "-p", "60")
+    ipvsadm(*sip["undo"])  # persistence by client address, no engine
     r["sip_off"] = client(sip["items_off"])
     r["sip_heal"] = run_setups(main, "setup.sh after the engine was taken off")
     r["sip_healed"] = client(sip["items_healed"])
-    r["last"] = run_setups(main, "setup.sh at the end")
-    r["saved_end"] = saved_tables()
+    r["end"] = second_run({}, label="setup.sh at the end")
     for p in servers:
         p.kill()
+    teardown()
+    return r
+
+
+def run_setup(host, tree, *args):
+    """One host's setup.sh of TREE, with ARGS."""
+    p = in_host(host, ["bash", f"{T}/{tree}/{host['name']}/setup.sh", *args], check=False)
+    log("setup.sh", *args, "of", tree, "on", host["name"], "rc", p.returncode)
+    return {"rc": p.returncode, "output": p.stdout + p.stderr}
+
+
+def phase_hidden():
+    """Options /proc/net/ip_vs cannot show, taken away after a first run on a director whose
+    kernel HZ no file tells (the guest has no /boot/config): tree hidden-with has them and a
+    persistent service, tree hidden-without is the same file without them. The first run of
+    hidden-with on a bare kernel; then a dry run of hidden-without (it must see the change), the
+    run itself, the table, and a dry run after it (nothing left to do)."""
+    bare = unload_lvs_modules()
+    build_topology()
+    director = next(h for h in TOPO["hosts"] if h["role"] == "director")
+    release = open("/proc/sys/kernel/osrelease").read().strip()
+    r = {"bare": bare, "boot_config": os.path.exists(f"/boot/config-{release}")}
+    r["first"] = run_setups(TOPO["trees"]["hidden-with"], "setup.sh with the hidden options")
+    r["marker"] = os.path.exists(f"{VM}/state/{director['name']}/ipvs-hidden")
+    r["hz_known"] = os.path.exists(f"{VM}/run/{director['name']}/hz")
+    r["tables_with"] = table_facts()
+    r["dry"] = run_setup(director, TOPO["trees"]["hidden-without"], "--dry-run")
+    r["drop"] = run_setup(director, TOPO["trees"]["hidden-without"])
+    r["tables_without"] = table_facts()
+    r["dry_after"] = run_setup(director, TOPO["trees"]["hidden-without"], "--dry-run")
+    r["marker_after"] = os.path.exists(f"{VM}/state/{director['name']}/ipvs-hidden")
     teardown()
     return r
 
@@ -702,25 +814,28 @@ def nd_answers():
 
 def phase_dr6():
     """IPv6 LVS-DR: the split, replies bypassing the director (OutPkts 0), and only the director
-    answering neighbour solicitations for the VIP. Negative control: the VIP put on a real
-    server's NIC by hand, where neighbour discovery answers for it, gives a second answer."""
+    answering neighbour solicitations for each VIP. Negative control: each VIP put by hand on
+    the NIC of a real server that holds it (TOPO["dr6"]["controls"]: {VIP: real server}),
+    where neighbour discovery answers for it, gives a second answer. Last, a second run on the
+    converged cluster (second_run)."""
     bare = unload_lvs_modules()
     build_topology()
     main = TOPO["trees"]["main"]
+    hosts = {h["name"]: h for h in TOPO["hosts"]}
+    controls = TOPO["dr6"]["controls"]
     r = {"bare": bare, "first": run_setups(main, "setup.sh")}
     r["modules"] = lvs_modules_loaded()
     servers = start_servers()
     r["answers"] = client(TOPO["plan"])
     r["stats"] = ipvs_stats()
-    r["saved"] = saved_tables()
     r["nd"] = nd_answers()
     r["macs"] = {h["name"]: mac(h["name"], h["interface"]) for h in TOPO["hosts"]}
-    control = next(h for h in TOPO["hosts"] if h["name"] == TOPO["dr6"]["control"])
-    vip = TOPO["vips"][0]["address"]
-    nsx(control["name"], ["ip", "addr", "add", f"{vip}/128", "dev", control["interface"], "nodad"])
+    for vip, name in controls.items():
+        nsx(name, ["ip", "addr", "add", f"{vip}/128", "dev", hosts[name]["interface"], "nodad"])
     r["nd_control"] = nd_answers()
-    nsx(control["name"], ["ip", "addr", "del", f"{vip}/128", "dev", control["interface"]])
-    r["second"] = run_setups(main, "setup.sh again")
+    for vip, name in controls.items():
+        nsx(name, ["ip", "addr", "del", f"{vip}/128", "dev", hosts[name]["interface"]])
+    second_run(r)
     for p in servers:
         p.kill()
     teardown()
@@ -757,12 +872,12 @@ def phase_sync():
     r["daemons"] = {"master": daemons(master), "backup": daemons(backup)}
     r["master_seen"], r["backup_seen"] = traffic("answers")
     in_host(backup, ["ipvsadm", "--stop-daemon", "backup"])
-    in_host(backup, ["ipvsadm", "--start-daemon", "backup", "--mcast-interface", backup["interface"], "--syncid", "8"])
+    in_host(backup, ["ipvsadm", "--start-daemon", "backup", "--mcast-interface", backup["interface"], "--syncid", str(s["other_syncid"])])
     r["master_seen_control"], r["backup_seen_control"] = traffic("answers_control")
     r["heal"] = run_setups(main, "setup.sh after the backup's syncid was changed")
     r["daemons_healed"] = {"master": daemons(master), "backup": daemons(backup)}
     r["master_seen_healed"], r["backup_seen_healed"] = traffic("answers_healed")
-    r["second"] = run_setups(main, "setup.sh again")
+    second_run(r)
     for p in servers:
         p.kill()
     teardown()
@@ -771,7 +886,8 @@ def phase_sync():
 
 def main():
     phases = {"setup": phase_setup, "noarp": phase_noarp, "networkd": phase_networkd, "ifupdown": phase_ifupdown,
-              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features, "sync": phase_sync, "dr6": phase_dr6}
+              "nat": phase_nat, "tun": phase_tun, "ra": phase_ra, "features": phase_features, "sync": phase_sync, "dr6": phase_dr6,
+              "hidden": phase_hidden}
     for name in TOPO["phases"]:
         t0 = time.time()
         try:
