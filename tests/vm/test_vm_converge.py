@@ -14,6 +14,7 @@ Every expectation here comes from the cluster documents below, not from lvsgen's
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import shutil
 import sys
@@ -241,9 +242,15 @@ def test_the_verify_after_a_change_reads_only_what_it_touched(converge):
 
 
 def test_the_last_run_changes_nothing(converge):
-    last = mode(converge, "lvsgen")["steps"][-1]["runs"]
-    for host, result in last.items():
+    """It says so, and every host's state (tests/vm/cluster/driver.py's snapshot) is byte for
+    byte what it was before it."""
+    step = mode(converge, "lvsgen")["steps"][-1]
+    assert sorted(step["before"]) == sorted(step["runs"]) and step["runs"], step["runs"]
+    for host, result in step["runs"].items():
         assert "no changes: already in the described state" in result["stdout"], (host, _ok(result))
+        assert "## ipvs" in step["before"][host] and "## addresses" in step["before"][host], host
+        diff = "".join(difflib.unified_diff(step["before"][host].splitlines(True), step["after"][host].splitlines(True), "before", "after", n=1))
+        assert not diff, f"{host}: the last run changed the host's state:\n{diff}"
 
 
 def test_a_long_download_survives_a_converge_that_keeps_its_real_server(converge):

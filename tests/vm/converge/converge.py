@@ -97,6 +97,9 @@ def sequence(mode):
             time.sleep(2)
         if step.get("facts"):
             r["facts_before"] = facts()
+        # The last step applies the same build again: every host's state must stay as it is.
+        last = mode == "lvsgen" and step is STEPS["steps"][-1]
+        before = {name: snapshot(HOSTS[name]) for name in order(step)} if last else None
         runs = {}
         for name in order(step):
             if name == LB["name"] and mode == "restore":
@@ -109,6 +112,8 @@ def sequence(mode):
         if step.get("facts"):
             r["facts_after"] = facts()
         entry = {"name": step["name"], "runs": runs, "saved": saved(), "image": image_counts()}
+        if last:
+            entry["before"], entry["after"] = before, {name: snapshot(HOSTS[name]) for name in order(step)}
         if mode == "lvsgen":
             entry["dry"] = dry_run(step["tree"])
         r["steps"].append(entry)
