@@ -1,9 +1,11 @@
-"""The pure functions of templates/host/lvsgen.sh, the bash library every generated setup.sh sources.
+"""The functions of the host engine, the bash library every generated setup.sh sources.
 
-Every test runs `bash -c 'source "$LIB"; ...'` on recorded inputs (tests/host/dumps: a real
-kernel's /proc/net/ip_vs and `ipvsadm -S -n` of the same table) or hand-made ones: no root, no
-kernel, no ipvsadm. Paths reach bash through the environment or as positional arguments, never
-pasted into the script text, and the temporary folders have spaces in their names.
+LIB is the engine as every host gets it, assembled by lvsgen.engine from templates/host/ and
+written once per session (the engine_file fixture). Every test runs
+`bash -c 'source "$LIB"; ...'` on recorded inputs (tests/host/dumps: a real kernel's
+/proc/net/ip_vs and `ipvsadm -S -n` of the same table) or hand-made ones: no root, no kernel, no
+ipvsadm. Paths reach bash through the environment or as positional arguments, never pasted into
+the script text, and the temporary folders have spaces in their names.
 
 The library is awk-heavy and setup.sh accepts mawk or gawk, so every test runs once with each of
 them that is installed (at least the system awk).
@@ -34,7 +36,7 @@ from hypothesis import strategies as st
 from lvsgen import procimage
 
 ROOT = Path(__file__).resolve().parent.parent
-LIB = ROOT / "templates" / "host" / "lvsgen.sh"
+LIB = Path("/nonexistent")  # the assembled engine: set by the engine fixture below
 DUMPS = ROOT / "tests" / "host" / "dumps"
 PROC_MIXED = DUMPS / "proc-mixed.txt"
 SAVED_MIXED = DUMPS / "saved-mixed.txt"
@@ -66,6 +68,12 @@ def awk_impl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
         yield request.param
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _assembled_engine(engine_file: Path) -> None:
+    global LIB
+    LIB = engine_file
 
 
 def bash(script: str, *args: str | Path, **env: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,8 @@
+# lvsgen host engine, assembled by lvsgen from templates/host/ (lvsgen/engine.py): do not edit.
+# Change the parts there and build again. Each part starts at a line '# --- templates/host/NAME'.
 # shellcheck shell=bash disable=SC2153 # the LVS_* data comes from setup.sh, which sources this
+
+# --- templates/host/lvsgen.sh ---------------------------------------------------------------------
 # lvsgen host engine: the same file on every host, sourced by the host's generated setup.sh.
 #
 # setup.sh only declares what its host must look like (the LVS_* arrays below) and calls

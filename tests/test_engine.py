@@ -1,0 +1,99 @@
+"""The host engine's assembly (lvsgen.engine): from the parts in templates/host/ to the one
+lvsgen.sh every host gets. What the engine does is tested in tests/test_host_lib.py."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cases import ROOT, golden_cases
+from lvsgen import engine
+
+HOST = ROOT / "templates" / "host"
+SHELLCHECK = ["shellcheck", "--severity=style", "--shell=bash"]
+
+
+def _shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not found: apt-get install shellcheck")
+
+
+def test_every_host_folder_has_the_assembled_engine_byte_for_byte() -> None:
+    engines = sorted(p for case in golden_cases() for p in (case / "expected").glob("*/lvsgen.sh"))
+    assert len(engines) == sum(1 for case in golden_cases() for p in (case / "expected").iterdir() if p.is_dir())
+    for path in engines:
+        assert path.read_text(encoding="utf-8") == engine.text(), path
+
+
+def test_the_engine_is_assembled_once_per_process() -> None:
+    assert engine.text() is engine.text()
+
+
+def test_the_engine_starts_with_the_fixed_header() -> None:
+    text = engine.text()
+    assert text.startswith(engine.HEADER)
+    assert "assembled by lvsgen from templates/host/" in text.splitlines()[0]
+    assert "do not edit" in text.splitlines()[0]
+
+
+def test_every_part_is_listed_once_and_starts_where_its_line_says(tmp_path: Path) -> None:
+    present = sorted(p.name for p in HOST.iterdir() if p.suffix in (".sh", ".awk"))
+    assert sorted(engine.PARTS) == present
+    assert len(set(engine.PARTS)) == len(engine.PARTS)
+    text = engine.text()
+    starts = [text.index(f"\n# --- templates/host/{name} ") for name in engine.PARTS]
+    assert starts == sorted(starts), "the parts are assembled in the order PARTS gives"
+
+
+def test_the_assembled_engine_is_bash_and_shellcheck_clean(engine_file: Path) -> None:
+    assert subprocess.run(["bash", "-n", str(engine_file)]).returncode == 0
+    _shellcheck()
+    run = subprocess.run([*SHELLCHECK, str(engine_file)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --- what the assembler refuses ------------------------------------------------------------------
+
+
+def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "host parts"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_an_awk_file_with_a_single_quote_is_refused_by_name_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _folder(tmp_path, {"a.sh": "# shellcheck shell=bash\nf() { :; }\n", "b-c.awk": "{ print }\n# it's\n"})
+    monkeypatch.setattr(engine, "PARTS", ("a.sh", "b-c.awk"))
+    with pytest.raises(engine.EngineError, match=r"b-c\.awk:2: a single quote"):
+        engine.assemble(folder)
+
+
+def test_an_awk_file_becomes_a_single_quoted_variable_named_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _folder(tmp_path, {"a.sh": "# shellcheck shell=bash\nf() { :; }\n", "b-c.awk": '{ print $1 "\\047" }\n'})
+    monkeypatch.setattr(engine, "PARTS", ("a.sh", "b-c.awk"))
+    text = engine.assemble(folder)
+    assert text.startswith(engine.HEADER)
+    run = subprocess.run(["bash", "-c", 'source /dev/stdin; printf "%s" "$LVS_AWK_B_C"'], input=text, capture_output=True, text=True)
+    assert run.stdout == "\n{ print $1 \"\\047\" }\n", run.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "parts", "message"),
+    [
+        ({"a.sh": "f() { :; }\n"}, ("a.sh",), r"a\.sh:1: a part must start with '# shellcheck shell=bash'"),
+        ({"a.sh": "# shellcheck shell=bash\n", "b.sh": "# shellcheck shell=bash\n"}, ("a.sh",), r"b\.sh: not in lvsgen\.engine\.PARTS"),
+        ({"a.sh": "# shellcheck shell=bash\n"}, ("a.sh", "b.awk"), r"b\.awk: cannot read"),
+        ({"a.sh": "# shellcheck shell=bash"}, ("a.sh",), r"a\.sh: the last line has no newline"),
+    ],
+    ids=["no directive", "unlisted", "missing", "no final newline"],
+)
+def test_a_part_that_does_not_fit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], parts: tuple[str, ...], message: str) -> None:
+    folder = _folder(tmp_path, files)
+    monkeypatch.setattr(engine, "PARTS", parts)
+    with pytest.raises(engine.EngineError, match=message):
+        engine.assemble(folder)
