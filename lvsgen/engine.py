@@ -34,7 +34,20 @@ HEADER = """\
 """
 
 # The parts, in the order they are assembled.
-PARTS: tuple[str, ...] = ("lvsgen.sh",)
+PARTS: tuple[str, ...] = (
+    "common.sh",
+    "record.sh",
+    "net.sh",
+    "preflight.sh",
+    "kernel.sh",
+    "files.sh",
+    "nft.sh",
+    "sync.sh",
+    "ipvs.sh",
+    "thresholds.sh",
+    "remove.sh",
+    "main.sh",
+)
 
 _DIRECTIVE = "# shellcheck shell=bash"
 
