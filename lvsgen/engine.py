@@ -33,7 +33,8 @@ HEADER = """\
 # shellcheck shell=bash disable=SC2153 # the LVS_* data comes from setup.sh, which sources this
 """
 
-# The parts, in the order they are assembled.
+# The parts, in the order they are assembled: each uses only those before it, and an awk
+# program comes just before the part that runs it.
 PARTS: tuple[str, ...] = (
     "common.sh",
     "record.sh",
@@ -41,9 +42,14 @@ PARTS: tuple[str, ...] = (
     "preflight.sh",
     "kernel.sh",
     "files.sh",
+    "nft-union.awk",
     "nft.sh",
     "sync.sh",
+    "ipvs-proc.awk",
+    "ipvs-proc-print.awk",
+    "ipvs-plan.awk",
     "ipvs.sh",
+    "thresholds.awk",
     "thresholds.sh",
     "remove.sh",
     "main.sh",

@@ -4,32 +4,8 @@
 #
 # 'ipvsadm -S' never prints -x/-y, so the rules file cannot hold them and the table's plan does
 # not see them; an edit of a real server (-e) without them also sets them to 0. After the table,
-# LVS_AWK_THRESHOLDS compares 'ipvsadm -L -n --thresholds' with the thresholds file for every
-# real server of a described service (one the file does not name must be at 0 0) and prints
-# the -e lines that put each right, with the real server's attributes from the rules file.
-# shellcheck disable=SC2016 # awk code: $ is awk's
-LVS_AWK_THRESHOLDS='
-function svcname(   i, s) { s = $2; n_end = 3; if ($2 == "-f" && $4 == "-6") n_end = 4; for (i = 3; i <= n_end; i++) s = s " " $i; return s }
-file == 1 && $1 == "-a" {  # the rules file: every real server of a described service, its attributes
-  k = svcname(); for (i = n_end + 1; i <= NF && $i != "-r"; i++) ; rs = $(i + 1)
-  a = ""; for (j = i + 2; j <= NF; j++) a = a " " $j
-  ATTR[k " " rs] = a; next
-}
-file == 2 && NF > 0 && $1 !~ /^#/ {  # the thresholds file: SERVICE -r SERVER -x U -y L
-  for (i = 1; $i != "-r"; i++) ; k = $1; for (j = 2; j < i; j++) k = k " " $j
-  WANT[k " " $(i + 1)] = $(i + 3) " " $(i + 5); next
-}
-file == 3 && $1 != "->" {  # the listing: a service line ("TCP  192.0.2.1:80 rr ...", "FWM  1 IPv6 rr")
-  svc = ($1 == "TCP") ? "-t " $2 : ($1 == "UDP") ? "-u " $2 : ($1 == "SCTP") ? "--sctp-service " $2 : ($1 == "FWM") ? "-f " $2 ($3 == "IPv6" ? " -6" : "") : ""
-  next
-}
-file == 3 && $1 == "->" && $2 != "RemoteAddress:Port" && svc != "" {
-  k = svc " " $2
-  if (!(k in ATTR)) next  # not a real server the rules file describes
-  want = (k in WANT) ? WANT[k] : "0 0"
-  if ($3 " " $4 != want) { split(want, w, " "); print "-e " svc " -r " $2 ATTR[k] " -x " w[1] " -y " w[2] }
-}
-'
+# thresholds.awk (LVS_AWK_THRESHOLDS) compares 'ipvsadm -L -n --thresholds' with the thresholds
+# file for every real server of a described service and gives the -e lines that put each right.
 
 lvs_thresholds_plan() { # RULES THRESHOLDS LISTING: the -e lines that put the thresholds right
   LC_ALL=C awk "$LVS_AWK_THRESHOLDS" file=1 "$1" file=2 "$2" file=3 "$3"

@@ -804,32 +804,19 @@ lvs_systemd_reload() {
   lvs_run systemctl daemon-reload
 }
 
-# --- templates/host/nft.sh ------------------------------------------------------------------------
-# nft.sh: the nftables table inet lvsgen, a NAT director's forwarding policy and the firewall
-# marks of firewall-mark services (step nftables). Uses common.sh and record.sh.
-#
-# The table, loaded by one 'nft -f' (one transaction that replaces the whole table). Nothing is
-# done when the file is the one this boot loaded last and the kernel still lists the table as
-# it did right after; anything else (a reboot, a changed file, a hand edit of the table, a
-# deleted table) loads it again. One 'nft' process when nothing changed.
-#
-# A change is made in two steps, like the IPVS table's: before the table, the union of what is
-# loaded and what the file says (LVS_AWK_NFT_UNION), so that nothing is taken away while IPVS
-# still uses it: a NAT real server that is drained keeps its replies' way out, and a port that
-# leaves a firewall-mark service keeps its mark until the service that takes it over is there.
-# After the table (lvs_nftables_finish), the file as it is.
-LVS_NFT_NAME='inet lvsgen'
-LVS_NFT_PENDING=0
-
-# LVS_AWK_NFT_UNION: file 1 the table loaded now, file 2 the new file, both as lvsgen writes
-# them (a preamble, then 'table inet NAME {' with 'set' and 'chain' blocks, one element or rule a
-# line). Prints the new file's preamble, then the table with every block and line of either:
-# sets first, then chains, the loaded table's lines before the new ones (so that a port whose
-# mark changes keeps its old mark until the service that has it is gone); 'flags interval' is
-# kept when either has it. Exit status 0: each has something the other lacks; 3: the new file
-# only takes things away; 4: it only adds (or changes nothing).
+# --- templates/host/nft-union.awk (as LVS_AWK_NFT_UNION) ------------------------------------------
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_NFT_UNION='
+# nft-union.awk: the union of two files of the nftables table inet lvsgen, for lvs_nft_union
+# (nft.sh), which runs it as LVS_AWK_NFT_UNION (its name in the engine):
+#   awk -f nft-union.awk file=1 LOADED file=2 NEW
+# LOADED is the table loaded now, NEW the new file, both as lvsgen writes them (a preamble, then
+# "table inet NAME {" with set and chain blocks, one element or rule a line). Prints the
+# preamble of NEW, then the table with every block and line of either: sets first, then
+# chains, the lines of LOADED before the new ones (so that a port whose mark changes keeps its
+# old mark until the service that has it is gone); "flags interval" is kept when either has it.
+# Exit status 0: each has something the other lacks; 3: NEW only takes things away; 4: it only
+# adds (or changes nothing).
 function mark(k) { if (file == 1) IN1[k] = 1; else IN2[k] = 1 }
 /^table inet [^ ]+ \{$/ { intable = 1; if (file == 2) TABLE = $0; next }
 !intable { if (file == 2) PRE[++npre] = $0; next }
@@ -873,8 +860,25 @@ END {
 }
 '
 
+# --- templates/host/nft.sh ------------------------------------------------------------------------
+# nft.sh: the nftables table inet lvsgen, a NAT director's forwarding policy and the firewall
+# marks of firewall-mark services (step nftables). Uses common.sh and record.sh.
+#
+# The table, loaded by one 'nft -f' (one transaction that replaces the whole table). Nothing is
+# done when the file is the one this boot loaded last and the kernel still lists the table as
+# it did right after; anything else (a reboot, a changed file, a hand edit of the table, a
+# deleted table) loads it again. One 'nft' process when nothing changed.
+#
+# A change is made in two steps, like the IPVS table's: before the table, the union of what is
+# loaded and what the file says (nft-union.awk), so that nothing is taken away while IPVS
+# still uses it: a NAT real server that is drained keeps its replies' way out, and a port that
+# leaves a firewall-mark service keeps its mark until the service that takes it over is there.
+# After the table (lvs_nftables_finish), the file as it is.
+LVS_NFT_NAME='inet lvsgen'
+LVS_NFT_PENDING=0
+
 # lvs_nft_union LOADED NEW: print their union; the status says which way they differ (see
-# LVS_AWK_NFT_UNION).
+# nft-union.awk, LVS_AWK_NFT_UNION).
 lvs_nft_union() {
   LC_ALL=C awk "$LVS_AWK_NFT_UNION" file=1 "$1" file=2 "$2"
 }
@@ -990,29 +994,24 @@ lvs_sync() {
   done
 }
 
-# --- templates/host/ipvs.sh -----------------------------------------------------------------------
-# ipvs.sh: the IPVS table (steps ipvs and drain): read once, the delta applied in two
-# 'ipvsadm -R' batches around the drain, then verified; the kernel's HZ; the marker of options
-# /proc cannot show. Uses common.sh, record.sh and files.sh (the sums of the rules file and
-# its image).
+# --- templates/host/ipvs-proc.awk (as LVS_AWK_IPVS_PROC) ------------------------------------------
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_IPVS_PROC='
+# ipvs-proc.awk: /proc/net/ip_vs read in ipvsadm -S -n form; functions only (in the engine:
+# LVS_AWK_IPVS_PROC). With ipvs-proc-print.awk it prints the table (lvs_ipvs_proc), with
+# ipvs-plan.awk it is how the plan reads the live table (lvs_ipvs_plan, both in ipvs.sh):
+#   awk -v hz=HZ -v counts=0 -f ipvs-proc.awk -f ipvs-proc-print.awk /proc/net/ip_vs
 #
-# Lines are in 'ipvsadm -S -n' form. A service is named by the words after -A up to its
-# options ("-t 192.0.2.1:80", "-f 7 -6"); a real server by its service and its -r address.
-#
-# The awk code below is shared by the functions after it: LVS_AWK_PROC reads
-# /proc/net/ip_vs into 'ipvsadm -S -n' form, LVS_AWK_PLAN computes the delta.
-
-# proc_line(): the current /proc/net/ip_vs line ($0) in 'ipvsadm -S -n' form ("" for the
-# header). With counts, a real-server line ends in its active connection count. Sets
-# proc_err to 3 (a persistent service and no HZ) or 2 (an unknown protocol), and fwm when it
-# meets a firewall-mark service, whose family /proc does not show.
+# proc_line(COUNTS): the current /proc/net/ip_vs line ($0) in ipvsadm -S -n form ("" for the
+# header). With COUNTS 1, a real-server line ends in its active connection count. Sets
+# proc_err to 3 (a persistent service and no hz) or 2 (an unknown protocol), and fwm when it
+# meets a firewall-mark service, whose family /proc does not show. hz is the kernel HZ, by
+# which /proc multiplies persistence timeouts.
 # /proc does not show: tunnel types (read as ipip, the default), scheduler flags (-b),
 # persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds.
-# showable(): can /proc show everything the current 'ipvsadm -S -n' line ($0) says? Only
+# showable(): can /proc show everything the current ipvsadm -S -n line ($0) says? Only
 # lines in the exact form and option order ipvsadm prints qualify; anything else is read
 # with ipvsadm -S -n.
-# shellcheck disable=SC2016 # awk code: $ is awk's
-LVS_AWK_PROC='
 # Two hex digits at a time from a table, and every address converted once: /proc has
 # thousands of lines, and awk is slow at the digit-by-digit way.
 function hex_init(   i, d, a, b) { d = "0123456789ABCDEF"; for (i = 0; i < 256; i++) { a = substr(d, int(i / 16) + 1, 1); b = substr(d, i % 16 + 1, 1); HX[a b] = i }; hex_ready = 1 }
@@ -1085,31 +1084,51 @@ function showable() {
 }
 '
 
-# LVS_AWK_PLAN: the delta, from file 1 (DESIRED), file 2 (LIVE, in 'ipvsadm -S -n' form, or
-# /proc/net/ip_vs when fmt is "proc") and file 3 (RECORDED: services lvsgen added, one name
-# a line). Without split, it prints tagged lines:
-#   A <ipvsadm line>   phase 1, one 'ipvsadm -R': add or edit services, then real servers,
+# --- templates/host/ipvs-proc-print.awk (as LVS_AWK_IPVS_PROC_PRINT) ------------------------------
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_IPVS_PROC_PRINT='
+# ipvs-proc-print.awk: /proc/net/ip_vs printed in ipvsadm -S -n form, in one pass, with the
+# functions of ipvs-proc.awk (in the engine: LVS_AWK_IPVS_PROC_PRINT). lvs_ipvs_proc (ipvs.sh):
+#   awk -v hz=HZ -v counts=0|1 -f ipvs-proc.awk -f ipvs-proc-print.awk /proc/net/ip_vs
+# Exit status 3: a persistent service and no hz; 2: an unknown protocol; 4: the lines are all
+# printed, but one is a firewall-mark service, which must be read with ipvsadm -S -n.
+{ line = proc_line(counts); if (proc_err) exit proc_err; if (line != "") print line }
+END { if (proc_err) exit proc_err; if (fwm) exit 4 }
+'
+
+# --- templates/host/ipvs-plan.awk (as LVS_AWK_IPVS_PLAN) ------------------------------------------
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_IPVS_PLAN='
+# ipvs-plan.awk: the delta of the IPVS table (in the engine: LVS_AWK_IPVS_PLAN). It needs the
+# functions of ipvs-proc.awk; lvs_ipvs_plan (ipvs.sh) runs the two as
+#   awk -v owned=1 -v drain=1 -v fmt=save|proc -v split_dir=DIR -v hz=HZ -v host=NAME -v dry=0 \
+#       -v timeout=SECONDS -v img=IMAGE -v imgkey=MD5 -f ipvs-proc.awk -f ipvs-plan.awk \
+#       [file=0 ONLY] file=2 LIVE file=1 DESIRED file=3 RECORDED
+# (every -v may be left out: split_dir, img and imgkey empty, the numbers 0, fmt save).
+# It reads file 1 (DESIRED), file 2 (LIVE, in ipvsadm -S -n form, or /proc/net/ip_vs when fmt
+# is "proc") and file 3 (RECORDED: services lvsgen added, one name a line). Without split_dir,
+# it prints tagged lines:
+#   A <ipvsadm line>   phase 1, one ipvsadm -R: add or edit services, then real servers,
 #                      then set the real servers that go to weight 0 (drain)
 #   W <service> <rs>   wait until that real server has no active connection
-#   R <ipvsadm line>   phase 2, one 'ipvsadm -R': delete real servers, then services
-# With split=DIR it writes them to DIR/plan, the bare lines to DIR/A, DIR/W and DIR/R, what
+#   R <ipvsadm line>   phase 2, one ipvsadm -R: delete real servers, then services
+# With split_dir=DIR it writes them to DIR/plan, the bare lines to DIR/A, DIR/W and DIR/R, what
 # to print to DIR/show (the commands as run, or as they would run with dry=1), and the
 # record of services as it must be before (DIR/services.before) and after (DIR/services.after)
 # the change, and the names of the services the A and R lines touch (DIR/touched); it prints
 # the counts "A W R ADDED DELETED".
-# With img (the image of DESIRED, ipvsadm.proc in the host folder, see lvsgen/procimage.py) whose first
-# line ends in imgkey (DESIRED's MD5 sum) and fmt "proc", DESIRED is not read: each /proc line is
-# looked up in the image by its words, and only the lines that match nothing are converted. A
-# table equal to the file is then settled by lookups alone, and the plan is the same.
+# With img (the image of DESIRED, ipvsadm.proc in the host folder, see lvsgen/procimage.py)
+# whose first line ends in imgkey (the MD5 sum of DESIRED) and fmt "proc", DESIRED is not read:
+# each /proc line is looked up in the image by its words, and only the lines that match nothing
+# are converted. A table equal to the file is then settled by lookups alone, and the plan is
+# the same.
 # With file 0 (ONLY: service names, one a line, given first) the plan is scoped: lines of
 # other services, in DESIRED and LIVE alike, are skipped unread. The plan is then the full
 # plan restricted to those services; the verify after a change reads back only what it touched.
 # Exit 5: with fmt "proc", DESIRED uses something /proc cannot show; 3 and 4: see proc_line.
 # With an image, file 0 is ignored (lvs_ipvs_diff gives a scoped plan no image).
 # A service is deleted if it is not described and either owned is 1 or it is in RECORDED.
-# A described service is lvsgen's with all of its real servers.
-# shellcheck disable=SC2016 # awk code: $ is awk's
-LVS_AWK_PLAN='
+# A described service belongs to lvsgen with all of its real servers.
 function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (s == "" ? "" : " ") $i; return s }
 function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, lineno, $0 > "/dev/stderr"; failed = 2; exit 2 }
 function svcname(   i, s) { sname_end = 3; if ($2 == "-f" && $4 == "-6") sname_end = 4; s = $2; for (i = 3; i <= sname_end; i++) s = s " " $i; return s }
@@ -1328,30 +1347,41 @@ END {
 }
 '
 
-# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR [ONLY]]]: see LVS_AWK_PLAN.
+# --- templates/host/ipvs.sh -----------------------------------------------------------------------
+# ipvs.sh: the IPVS table (steps ipvs and drain): read once, the delta applied in two
+# 'ipvsadm -R' batches around the drain, then verified; the kernel's HZ; the marker of options
+# /proc cannot show. Uses common.sh, record.sh and files.sh (the sums of the rules file and
+# its image).
+#
+# Lines are in 'ipvsadm -S -n' form. A service is named by the words after -A up to its
+# options ("-t 192.0.2.1:80", "-f 7 -6"); a real server by its service and its -r address.
+#
+# The awk programs the functions below run are files of their own, which the engine holds as
+# variables: ipvs-proc.awk (LVS_AWK_IPVS_PROC) reads /proc/net/ip_vs in 'ipvsadm -S -n' form,
+# ipvs-proc-print.awk (LVS_AWK_IPVS_PROC_PRINT) prints the whole table so, ipvs-plan.awk
+# (LVS_AWK_IPVS_PLAN) computes the delta.
+
+# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR [ONLY]]]: see ipvs-plan.awk.
 lvs_ipvs_plan() {
   local -a scope=()
   [[ -z ${8:-} ]] || scope=(file=0 "$8")
   LC_ALL=C awk -v owned="$4" -v drain="$5" -v fmt="${6:-save}" -v split_dir="${7:-}" -v hz="${LVS_HZ:-0}" \
     -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" -v timeout="${LVS_DRAIN_TIMEOUT:-0}" \
     -v img="${LVS_IMG_IN:-}" -v imgkey="${LVS_IMG_KEY:-}" \
-    "$LVS_AWK_PROC$LVS_AWK_PLAN" "${scope[@]}" file=2 "$2" file=1 "$1" file=3 "$3"
+    "$LVS_AWK_IPVS_PROC$LVS_AWK_IPVS_PLAN" "${scope[@]}" file=2 "$2" file=1 "$1" file=3 "$3"
 }
 
 # lvs_ipvs_proc [HZ] [COUNTS]: /proc/net/ip_vs in 'ipvsadm -S -n' form, read in one pass.
 # Status 3: a persistent service and no HZ; 2: an unknown protocol; 4: the lines are all
 # printed, but one is a firewall-mark service, which must be read with ipvsadm -S -n.
 lvs_ipvs_proc() {
-  LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" "$LVS_AWK_PROC"'
-    { line = proc_line(counts); if (proc_err) exit proc_err; if (line != "") print line }
-    END { if (proc_err) exit proc_err; if (fwm) exit 4 }
-  ' "$LVSGEN_PROC_IPVS"
+  LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" "$LVS_AWK_IPVS_PROC$LVS_AWK_IPVS_PROC_PRINT" "$LVSGEN_PROC_IPVS"
 }
 
 # lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses? The
 # plan calls showable() itself; this is the same check on a whole file, for the tests.
 lvs_ipvs_proc_can_show() {
-  LC_ALL=C awk "$LVS_AWK_PROC"'/^[ \t]*$/ || /^#/ { next } { if (!showable()) exit 1 }' "$1"
+  LC_ALL=C awk "$LVS_AWK_IPVS_PROC"'/^[ \t]*$/ || /^#/ { next } { if (!showable()) exit 1 }' "$1"
 }
 
 # The kernel HZ, which /proc/net/ip_vs needs for persistence timeouts, in LVS_HZ: kept in
@@ -1425,7 +1455,7 @@ lvs_ipvs_hidden_of() { # DESIRED: the whole rules file
 }
 
 # lvs_ipvs_diff DESIRED DRAIN DIR [ONLY]: the delta between DESIRED and the live table, split into
-# DIR (see LVS_AWK_PLAN); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
+# DIR (see ipvs-plan.awk); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
 # same awk process, unless it has or may have options /proc cannot show (lvs_ipvs_hidden_of,
 # the marker): then with 'ipvsadm -S -n'. Sets LVS_IPVS_HIDDEN.
 lvs_ipvs_diff() {
@@ -1460,7 +1490,7 @@ lvs_ipvs_diff() {
   lvs_ipvs_hidden_of "$1" # of the whole file, even when a scope narrowed DESIRED
   if [[ -r $LVSGEN_PROC_IPVS ]] && ((LVS_IPVS_HIDDEN == 0)) && [[ ! -e $LVSGEN_STATE/ipvs-hidden ]]; then
     lvs_kernel_hz
-    # The image (see LVS_AWK_PLAN), if it was made from this very file.
+    # The image (see ipvs-plan.awk), if it was made from this very file.
     local LVS_IMG_IN='' LVS_IMG_KEY=''
     if [[ -n $image && -n ${LVS_SUM[$desired]-} ]]; then
       LVS_IMG_IN=$LVS_HERE/$image LVS_IMG_KEY=${LVS_SUM[$desired]}
@@ -1724,17 +1754,16 @@ lvs_drain() { # WFILE: wait until the draining real servers have no active conne
   done
 }
 
-# --- templates/host/thresholds.sh -----------------------------------------------------------------
-# thresholds.sh: the connection thresholds of real servers (step thresholds), after the
-# table. Uses common.sh, record.sh and ipvs.sh (lvs_ipvs_batch).
-#
-# 'ipvsadm -S' never prints -x/-y, so the rules file cannot hold them and the table's plan does
-# not see them; an edit of a real server (-e) without them also sets them to 0. After the table,
-# LVS_AWK_THRESHOLDS compares 'ipvsadm -L -n --thresholds' with the thresholds file for every
-# real server of a described service (one the file does not name must be at 0 0) and prints
-# the -e lines that put each right, with the real server's attributes from the rules file.
+# --- templates/host/thresholds.awk (as LVS_AWK_THRESHOLDS) ----------------------------------------
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_THRESHOLDS='
+# thresholds.awk: the -e lines that put the connection thresholds of real servers right, for
+# lvs_thresholds_plan (thresholds.sh), which runs it as LVS_AWK_THRESHOLDS (its name in the engine):
+#   awk -f thresholds.awk file=1 RULES file=2 THRESHOLDS file=3 LISTING
+# RULES is the rules file, THRESHOLDS the thresholds file (SERVICE -r SERVER -x UPPER -y LOWER,
+# a line), LISTING what ipvsadm -L -n --thresholds prints. For every real server of a described
+# service (one the thresholds file does not name must be at 0 0) whose thresholds differ, it
+# prints the -e line that puts them right, with the attributes RULES gives that real server.
 function svcname(   i, s) { s = $2; n_end = 3; if ($2 == "-f" && $4 == "-6") n_end = 4; for (i = 3; i <= n_end; i++) s = s " " $i; return s }
 file == 1 && $1 == "-a" {  # the rules file: every real server of a described service, its attributes
   k = svcname(); for (i = n_end + 1; i <= NF && $i != "-r"; i++) ; rs = $(i + 1)
@@ -1756,6 +1785,15 @@ file == 3 && $1 == "->" && $2 != "RemoteAddress:Port" && svc != "" {
   if ($3 " " $4 != want) { split(want, w, " "); print "-e " svc " -r " $2 ATTR[k] " -x " w[1] " -y " w[2] }
 }
 '
+
+# --- templates/host/thresholds.sh -----------------------------------------------------------------
+# thresholds.sh: the connection thresholds of real servers (step thresholds), after the
+# table. Uses common.sh, record.sh and ipvs.sh (lvs_ipvs_batch).
+#
+# 'ipvsadm -S' never prints -x/-y, so the rules file cannot hold them and the table's plan does
+# not see them; an edit of a real server (-e) without them also sets them to 0. After the table,
+# thresholds.awk (LVS_AWK_THRESHOLDS) compares 'ipvsadm -L -n --thresholds' with the thresholds
+# file for every real server of a described service and gives the -e lines that put each right.
 
 lvs_thresholds_plan() { # RULES THRESHOLDS LISTING: the -e lines that put the thresholds right
   LC_ALL=C awk "$LVS_AWK_THRESHOLDS" file=1 "$1" file=2 "$2" file=3 "$3"
