@@ -7,10 +7,10 @@
 lvs_remove_stale() {
   lvs_step remove
   local -A want=()
-  local entry cidr dev nodad key line family via old f
+  local entry cidr dev key line family via old f
   local -a fields
   for entry in "${LVS_ADDRESSES[@]}"; do
-    read -r cidr dev nodad <<<"$entry"
+    read -r cidr dev _ <<<"$entry"
     want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
   done
   for entry in "${LVS_DUMMIES[@]}"; do want["dummy"$'\t'"$entry"]=1; done

@@ -1806,7 +1806,7 @@ lvs_thresholds() {
   # Only a table that has, or had, thresholds pays for the listing.
   [[ $tfile != /dev/null || -n ${LVS_REC[thresholds$'\t'set]-} ]] || return 0
   lvs_step thresholds
-  local w=$LVSGEN_RUN/plan fix err rc=0
+  local w=$LVSGEN_RUN/plan fix
   [[ -d $w ]] || mkdir -p -- "$w"
   if [[ ! -r $LVSGEN_PROC_IPVS ]]; then # a dry run before ip_vs is loaded: all of them
     ((LVS_DRY_RUN)) || lvs_die "ip_vs is not loaded"
@@ -1833,7 +1833,7 @@ lvs_thresholds() {
   lvs_record_add thresholds set
   printf '%s\n' "$fix" >"$w/thresholds.fix"
   LVS_IPVS_ERRORS=
-  lvs_ipvs_batch "thresholds" "$w/thresholds.fix" || rc=$?
+  lvs_ipvs_batch "thresholds" "$w/thresholds.fix" || true # the check below says what is left
   ipvsadm -L -n --thresholds >"$w/listing" 2>&1 || lvs_die "'ipvsadm -L -n --thresholds' failed: see $w/listing"
   fix=$(lvs_thresholds_plan "$LVS_HERE/$LVS_RULES" "$tfile" "$w/listing") || lvs_die "cannot compare the thresholds (see above)"
   [[ -z $fix ]] || lvs_die "the thresholds do not match $tfile after applying them"$'\n'"${LVS_IPVS_ERRORS}still to do:"$'\n'"$fix"
@@ -1848,10 +1848,10 @@ lvs_thresholds() {
 lvs_remove_stale() {
   lvs_step remove
   local -A want=()
-  local entry cidr dev nodad key line family via old f
+  local entry cidr dev key line family via old f
   local -a fields
   for entry in "${LVS_ADDRESSES[@]}"; do
-    read -r cidr dev nodad <<<"$entry"
+    read -r cidr dev _ <<<"$entry"
     want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
   done
   for entry in "${LVS_DUMMIES[@]}"; do want["dummy"$'\t'"$entry"]=1; done
