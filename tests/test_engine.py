@@ -48,6 +48,18 @@ def test_every_part_is_listed_once_and_starts_where_its_line_says(tmp_path: Path
     assert starts == sorted(starts), "the parts are assembled in the order PARTS gives"
 
 
+def test_every_bash_part_is_bash_and_shellcheck_clean_on_its_own() -> None:
+    """Each part alone, as its first line says (# shellcheck shell=bash): a global that another
+    part sets or reads has its own disable on its line, which names that part."""
+    parts = [HOST / name for name in engine.PARTS if name.endswith(".sh")]
+    for part in parts:
+        assert part.read_text().startswith("# shellcheck shell=bash"), part
+        assert subprocess.run(["bash", "-n", str(part)]).returncode == 0, part
+    _shellcheck()
+    run = subprocess.run([*SHELLCHECK, *map(str, parts)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_the_assembled_engine_is_bash_and_shellcheck_clean(engine_file: Path) -> None:
     assert subprocess.run(["bash", "-n", str(engine_file)]).returncode == 0
     _shellcheck()

@@ -287,6 +287,7 @@ lvs_ipvs_plan_early() {
   local w=$LVSGEN_RUN/plan
   : >"$w/planned"
   (
+    # shellcheck disable=SC2034 # read by lvs_die (common.sh)
     LVS_STEP=ipvs
     lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" "$LVS_DRAIN" "$w"
     printf '%s %s %s\n' "${LVS_HZ:-0}" "$LVS_IPVS_HIDDEN" "$LVS_COUNTS" >"$w/planned"

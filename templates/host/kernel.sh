@@ -54,6 +54,7 @@ lvs_sysctl_set() {
     return 0
   fi
   lvs_say "+ sysctl -w $1=$2"
+  # shellcheck disable=SC2034 # read in net.sh
   LVS_ADDRS_STALE=1 # disable_ipv6, say, takes addresses away
   lvs_sysctl_path "$1"
   if ! printf '%s\n' "$2" 2>/dev/null >"$LVS_PATH"; then

@@ -28,6 +28,7 @@ lvs_usage() {
 
 lvs_parse_args() {
   while (($# > 0)); do
+    # shellcheck disable=SC2034 # LVS_FORCE and LVS_DRAIN are read in preflight.sh and ipvs.sh
     case $1 in
       --dry-run) LVS_DRY_RUN=1 ;;
       --force) LVS_FORCE=1 ;;
@@ -100,6 +101,7 @@ lvsgen_main() {
   elif ((LVS_CHANGES == 0)); then
     lvs_say "no changes: already in the described state"
   else
+    # shellcheck disable=SC2153 # LVS_HOST: setup.sh sets it
     lvs_say "$LVS_CHANGES change(s) made; host '$LVS_HOST' of cluster '$LVS_CLUSTER' is in the described state"
   fi
 }

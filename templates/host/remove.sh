@@ -102,6 +102,7 @@ lvs_remove_stale() {
         link | file)
           if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
             lvs_run rm -f -- "${fields[1]}"
+            # shellcheck disable=SC2034 # read in files.sh
             if [[ ${fields[1]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
           fi
           # and its twin in the boot copy

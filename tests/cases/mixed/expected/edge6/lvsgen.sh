@@ -47,12 +47,19 @@ LVSGEN_STATE=${LVSGEN_STATE:-/var/lib/lvsgen}   # the record, and the copy the b
 LVSGEN_RUN=${LVSGEN_RUN:-/run/lvsgen}           # per-boot facts (lock, kernel HZ)
 LVSGEN_PROC_IPVS=${LVSGEN_PROC_IPVS:-/proc/net/ip_vs} # the kernel's table (tests point it at a dump)
 LVSGEN_PROC_SYS=${LVSGEN_PROC_SYS:-/proc/sys}         # the sysctls (tests point it at a folder)
+# A global that one part sets and another reads looks unused to shellcheck, which checks
+# each part on its own (tests/test_engine.py): each such line turns SC2034 off for itself
+# alone, and names the part that reads it.
 LVS_STEP=start
 LVS_DRY_RUN=0
+# shellcheck disable=SC2034 # read in preflight.sh
 LVS_FORCE=0
+# shellcheck disable=SC2034 # read in most parts
 LVS_BOOT=0 # 1: early boot (--boot), before the network; 2: once it is up (--boot-network)
+# shellcheck disable=SC2034 # read in ipvs.sh
 LVS_DRAIN=1
 LVS_CHANGES=0
+# shellcheck disable=SC2034 # read in files.sh
 LVS_UNITS_CHANGED=0
 
 lvs_say() { printf 'lvsgen[%s]: %s\n' "${LVS_HOST:-?}" "$*"; }
@@ -74,6 +81,7 @@ lvs_run() {
   printf 'lvsgen[%s]: +' "$LVS_HOST"
   printf ' %q' "$@"
   printf '\n'
+  # shellcheck disable=SC2034 # read in net.sh
   [[ $1 == chmod ]] || LVS_ADDRS_STALE=1
   local rc=0
   "$@" || rc=$?
@@ -423,6 +431,7 @@ lvs_sysctl_set() {
     return 0
   fi
   lvs_say "+ sysctl -w $1=$2"
+  # shellcheck disable=SC2034 # read in net.sh
   LVS_ADDRS_STALE=1 # disable_ipv6, say, takes addresses away
   lvs_sysctl_path "$1"
   if ! printf '%s\n' "$2" 2>/dev/null >"$LVS_PATH"; then
@@ -1636,6 +1645,7 @@ lvs_ipvs_plan_early() {
   local w=$LVSGEN_RUN/plan
   : >"$w/planned"
   (
+    # shellcheck disable=SC2034 # read by lvs_die (common.sh)
     LVS_STEP=ipvs
     lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" "$LVS_DRAIN" "$w"
     printf '%s %s %s\n' "${LVS_HZ:-0}" "$LVS_IPVS_HIDDEN" "$LVS_COUNTS" >"$w/planned"
@@ -1943,6 +1953,7 @@ lvs_remove_stale() {
         link | file)
           if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
             lvs_run rm -f -- "${fields[1]}"
+            # shellcheck disable=SC2034 # read in files.sh
             if [[ ${fields[1]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
           fi
           # and its twin in the boot copy
@@ -1986,6 +1997,7 @@ lvs_usage() {
 
 lvs_parse_args() {
   while (($# > 0)); do
+    # shellcheck disable=SC2034 # LVS_FORCE and LVS_DRAIN are read in preflight.sh and ipvs.sh
     case $1 in
       --dry-run) LVS_DRY_RUN=1 ;;
       --force) LVS_FORCE=1 ;;
@@ -2058,6 +2070,7 @@ lvsgen_main() {
   elif ((LVS_CHANGES == 0)); then
     lvs_say "no changes: already in the described state"
   else
+    # shellcheck disable=SC2153 # LVS_HOST: setup.sh sets it
     lvs_say "$LVS_CHANGES change(s) made; host '$LVS_HOST' of cluster '$LVS_CLUSTER' is in the described state"
   fi
 }
