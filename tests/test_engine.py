@@ -3,6 +3,7 @@ lvsgen.sh every host gets. What the engine does is tested in tests/test_host_lib
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -65,6 +66,59 @@ def test_the_assembled_engine_is_bash_and_shellcheck_clean(engine_file: Path) ->
     _shellcheck()
     run = subprocess.run([*SHELLCHECK, str(engine_file)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --- one part per concern, each using only the parts before it -------------------------------------
+
+
+def _code(name: str) -> str:
+    """A bash part without its comments (whole-line ones, and ' # ...' at the end of a line)."""
+    text = (HOST / name).read_text()
+    return "\n".join(re.sub(r" # .*$", "", line) for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def test_each_part_uses_only_the_parts_before_it(engine_file: Path) -> None:
+    """The functions a part calls, and the awk programs it runs, are defined in it or in a part
+    PARTS puts before it: the dependencies go one way, and the order lists them."""
+    where: dict[str, str] = {}
+    for name in engine.PARTS:
+        if name.endswith(".awk"):
+            where[engine.awk_variable(name)] = name
+        else:
+            for function in re.findall(r"^([a-z_]+)\(\) \{", (HOST / name).read_text(), re.M):
+                assert function not in where, f"{function} is defined in {where[function]} and {name}"
+                where[function] = name
+    sourced = subprocess.run(["bash", "-c", 'source "$1" && declare -F', "engine", str(engine_file)], capture_output=True, text=True)
+    assert {line.split()[-1] for line in sourced.stdout.splitlines()} == {f for f in where if not f.startswith("LVS_AWK_")}
+    backwards = []
+    for index, name in enumerate(engine.PARTS):
+        if name.endswith(".awk"):
+            continue
+        for used in sorted(set(re.findall(r"\b(lvs_[a-z_]+|lvsgen_main|LVS_AWK_[A-Z_]+)\b", _code(name)))):
+            assert used in where, f"{name} uses {used}, which no part defines"
+            if engine.PARTS.index(where[used]) > index:
+                backwards.append(f"{name} uses {used} from {where[used]}, which comes after it")
+    assert not backwards, "\n".join(backwards)
+
+
+def test_main_names_the_part_that_holds_each_step() -> None:
+    """'error in step NAME': main.sh's table gives the part of each step, and each step is set
+    (lvs_step NAME) only in that part."""
+    table = re.search(r"its code\n# is in the part this table gives:\n((?:#   .*\n)+)", (HOST / "main.sh").read_text())
+    assert table, "main.sh lists the steps and their parts"
+    said: dict[str, str] = {}
+    for line in table[1].splitlines():
+        steps, part = re.fullmatch(r"#   (.+?)\s{2,}(\S+\.sh)\b.*", line).groups()
+        for step in steps.split(", "):
+            said[step] = part
+    found: dict[str, set[str]] = {}
+    for name in engine.PARTS:
+        if name.endswith(".sh"):
+            for step in re.findall(r"\b(?:lvs_step |LVS_STEP=)([a-z-]+)", _code(name)):
+                found.setdefault(step, set()).add(name)
+    found.pop("start")  # the value before the first step: the arguments, read in main.sh
+    assert said.pop("start") == "main.sh"
+    assert {step: {part} for step, part in said.items()} == found
 
 
 # --- what the assembler refuses ------------------------------------------------------------------

@@ -1,8 +1,7 @@
 # shellcheck shell=bash
 # files.sh: the host's files (step files), installed atomically and only when their bytes or
 # mode differ; the boot copy of the host folder (step copy, /var/lib/lvsgen/host); the boot
-# units, enabled as 'systemctl enable' would (step boot-unit). Uses common.sh and record.sh,
-# and starts the table's plan (lvs_ipvs_plan_early, ipvs.sh) once it has the sums.
+# units, enabled as 'systemctl enable' would (step boot-unit). Uses common.sh and record.sh.
 umask 022
 declare -A LVS_MODE=() LVS_SIZE=() LVS_SUM=() # path -> mode (as stat prints it), size, MD5 sum
 
@@ -136,22 +135,32 @@ lvs_write_file() { # SRC DEST MODE [TEXT]: write TEXT (else a copy of SRC) to DE
   if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
 }
 
-# The host's files. Each is recorded before it is written. One stat and one md5sum inspect
-# them, their sources and the boot copy's files (lvs_copy).
-lvs_files() {
+# The host's files, in two functions, so that the table's plan can start between them
+# (lvsgen_main). lvs_files_inspect: each file is recorded before it is written, and one stat and
+# one md5sum inspect them, their sources and the boot copy's files (lvs_copy).
+lvs_files_inspect() {
   lvs_step files
   local entry src
-  local -a sync=() paths=()
+  local -a paths=()
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
-    sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
     paths+=("$LVS_HERE/$src" "/$src" "$LVSGEN_STATE/host/$src")
     lvs_record_add file "/$src"
   done
   if [[ -n ${LVS_IMAGE:-} ]]; then paths+=("$LVS_HERE/$LVS_IMAGE" "$LVSGEN_STATE/host/$LVS_IMAGE"); fi
   lvs_inspect_files "${paths[@]}" "$LVS_HERE/setup.sh" "$LVS_HERE/lvsgen.sh" \
     "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
-  lvs_ipvs_plan_early
+}
+
+# lvs_files: after lvs_files_inspect, the files installed and the boot copy's staged.
+lvs_files() {
+  lvs_step files
+  local entry src
+  local -a sync=()
+  for entry in "${LVS_FILES[@]}"; do
+    src=${entry% *}
+    sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
+  done
   lvs_sync_files "${sync[@]}"
   lvs_copy_stage
   lvs_step files

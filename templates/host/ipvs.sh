@@ -135,8 +135,9 @@ lvs_ipvs_diff() {
     grep -F -f "$dir/pattern" -- "$desired" >"$dir/desired" || (($? == 1)) || lvs_die "cannot read $desired"
     desired=$dir/desired
   fi
-  # The image is used only with the file it was made from: its sum, known once lvs_files
-  # inspected the files, is taken here on the paths that do not (boot, a first run's load).
+  # The image is used only with the file it was made from: its sum, known once
+  # lvs_files_inspect inspected the files, is taken here on the paths that do not (boot, a
+  # first run's load).
   if [[ -n $image && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
   lvs_ipvs_hidden_of "$1" # of the whole file, even when a scope narrowed DESIRED
   if [[ -r $LVSGEN_PROC_IPVS ]] && ((LVS_IPVS_HIDDEN == 0)) && [[ ! -e $LVSGEN_STATE/ipvs-hidden ]]; then
@@ -276,10 +277,10 @@ lvs_ipvs_early() {
 }
 
 # lvs_ipvs_plan_early: the plan of a table lvs_ipvs_early did not load (the one pass over the
-# table that every run makes) in a background subshell, started by the files step once it has
-# the sums (the image is checked against the rules file's) and while it installs the files;
-# lvs_ipvs_planned takes its results. The subshell holds the lock (fd 9) until it ends, even if
-# this run dies meanwhile.
+# table that every run makes) in a background subshell, started in the files step once it has
+# the sums (lvs_files_inspect: the image is checked against the rules file's) and while it
+# installs the files (lvs_files); lvs_ipvs_planned takes its results. The subshell holds the
+# lock (fd 9) until it ends, even if this run dies meanwhile.
 LVS_IPVS_PLAN_BG=''
 lvs_ipvs_plan_early() {
   [[ -n $LVS_RULES ]] || return 0

@@ -72,8 +72,11 @@ lvsgen_main() {
     lvs_nftables
     lvs_sysctls
     lvs_timeouts
-    # The table is loaded (a first run) or planned while the files are installed.
+    # The table is loaded (a first run) or planned while the files are installed: the plan
+    # starts once the files' sums are known (it checks the image against the rules file's).
     lvs_ipvs_early
+    lvs_files_inspect
+    lvs_ipvs_plan_early
     lvs_files
     lvs_enable_unit
     lvs_ipvs

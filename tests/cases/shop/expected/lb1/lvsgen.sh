@@ -514,8 +514,7 @@ lvs_timeouts() {
 # --- templates/host/files.sh ----------------------------------------------------------------------
 # files.sh: the host's files (step files), installed atomically and only when their bytes or
 # mode differ; the boot copy of the host folder (step copy, /var/lib/lvsgen/host); the boot
-# units, enabled as 'systemctl enable' would (step boot-unit). Uses common.sh and record.sh,
-# and starts the table's plan (lvs_ipvs_plan_early, ipvs.sh) once it has the sums.
+# units, enabled as 'systemctl enable' would (step boot-unit). Uses common.sh and record.sh.
 umask 022
 declare -A LVS_MODE=() LVS_SIZE=() LVS_SUM=() # path -> mode (as stat prints it), size, MD5 sum
 
@@ -649,22 +648,32 @@ lvs_write_file() { # SRC DEST MODE [TEXT]: write TEXT (else a copy of SRC) to DE
   if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
 }
 
-# The host's files. Each is recorded before it is written. One stat and one md5sum inspect
-# them, their sources and the boot copy's files (lvs_copy).
-lvs_files() {
+# The host's files, in two functions, so that the table's plan can start between them
+# (lvsgen_main). lvs_files_inspect: each file is recorded before it is written, and one stat and
+# one md5sum inspect them, their sources and the boot copy's files (lvs_copy).
+lvs_files_inspect() {
   lvs_step files
   local entry src
-  local -a sync=() paths=()
+  local -a paths=()
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
-    sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
     paths+=("$LVS_HERE/$src" "/$src" "$LVSGEN_STATE/host/$src")
     lvs_record_add file "/$src"
   done
   if [[ -n ${LVS_IMAGE:-} ]]; then paths+=("$LVS_HERE/$LVS_IMAGE" "$LVSGEN_STATE/host/$LVS_IMAGE"); fi
   lvs_inspect_files "${paths[@]}" "$LVS_HERE/setup.sh" "$LVS_HERE/lvsgen.sh" \
     "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
-  lvs_ipvs_plan_early
+}
+
+# lvs_files: after lvs_files_inspect, the files installed and the boot copy's staged.
+lvs_files() {
+  lvs_step files
+  local entry src
+  local -a sync=()
+  for entry in "${LVS_FILES[@]}"; do
+    src=${entry% *}
+    sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
+  done
   lvs_sync_files "${sync[@]}"
   lvs_copy_stage
   lvs_step files
@@ -1493,8 +1502,9 @@ lvs_ipvs_diff() {
     grep -F -f "$dir/pattern" -- "$desired" >"$dir/desired" || (($? == 1)) || lvs_die "cannot read $desired"
     desired=$dir/desired
   fi
-  # The image is used only with the file it was made from: its sum, known once lvs_files
-  # inspected the files, is taken here on the paths that do not (boot, a first run's load).
+  # The image is used only with the file it was made from: its sum, known once
+  # lvs_files_inspect inspected the files, is taken here on the paths that do not (boot, a
+  # first run's load).
   if [[ -n $image && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
   lvs_ipvs_hidden_of "$1" # of the whole file, even when a scope narrowed DESIRED
   if [[ -r $LVSGEN_PROC_IPVS ]] && ((LVS_IPVS_HIDDEN == 0)) && [[ ! -e $LVSGEN_STATE/ipvs-hidden ]]; then
@@ -1634,10 +1644,10 @@ lvs_ipvs_early() {
 }
 
 # lvs_ipvs_plan_early: the plan of a table lvs_ipvs_early did not load (the one pass over the
-# table that every run makes) in a background subshell, started by the files step once it has
-# the sums (the image is checked against the rules file's) and while it installs the files;
-# lvs_ipvs_planned takes its results. The subshell holds the lock (fd 9) until it ends, even if
-# this run dies meanwhile.
+# table that every run makes) in a background subshell, started in the files step once it has
+# the sums (lvs_files_inspect: the image is checked against the rules file's) and while it
+# installs the files (lvs_files); lvs_ipvs_planned takes its results. The subshell holds the
+# lock (fd 9) until it ends, even if this run dies meanwhile.
 LVS_IPVS_PLAN_BG=''
 lvs_ipvs_plan_early() {
   [[ -n $LVS_RULES ]] || return 0
@@ -2041,8 +2051,11 @@ lvsgen_main() {
     lvs_nftables
     lvs_sysctls
     lvs_timeouts
-    # The table is loaded (a first run) or planned while the files are installed.
+    # The table is loaded (a first run) or planned while the files are installed: the plan
+    # starts once the files' sums are known (it checks the image against the rules file's).
     lvs_ipvs_early
+    lvs_files_inspect
+    lvs_ipvs_plan_early
     lvs_files
     lvs_enable_unit
     lvs_ipvs
