@@ -1,11 +1,12 @@
 """``lvsgen diff``: what setup.sh would change in a director's IPVS table.
 
-The delta is never computed here. It comes from the host engine's own plan, the awk program
-``lvs_ipvs_plan`` in templates/host/lvsgen.sh, run under bash exactly as setup.sh runs it: the
-rules file this build gives the director against the saved live table, with the director's
-``owns_ipvs_table`` and its drain setting. Python only reads its tagged lines (A: add or edit,
-W: wait for a drain, R: delete) and lays them out as a table, then shows the two tables as a
-unified diff, both in ipvsadm's order. So the diff cannot disagree with what setup.sh does.
+The delta is never computed here. It comes from the host engine's own plan,
+``lvs_ipvs_plan`` in the engine every host gets (lvsgen.engine), run under bash exactly as
+setup.sh runs it: the rules file this build gives the director against the saved live table,
+with the director's ``owns_ipvs_table`` and its drain setting. Python only reads its tagged
+lines (A: add or edit, W: wait for a drain, R: delete) and lays them out as a table, then shows
+the two tables as a unified diff, both in ipvsadm's order. So the diff cannot disagree with
+what setup.sh does.
 
 There is no record of the services lvsgen added on the director (/var/lib/lvsgen/ipvs-services)
 here: with ``owns_ipvs_table: false`` a service the file does not describe is shown as kept,
@@ -27,13 +28,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lvsgen import files, pipeline, plan, saved
+from lvsgen import engine, files, pipeline, plan, saved
 from lvsgen.model import Cluster, Host, Protocol
 from lvsgen.order import sort_dests, sort_services
-from lvsgen.resources import templates_dir
 
 # The host engine's plan, called as setup.sh calls it (lvs_ipvs_diff): DESIRED LIVE RECORDED
-# OWNED DRAIN, in 'ipvsadm -S -n' form. The library only defines functions when sourced.
+# OWNED DRAIN, in 'ipvsadm -S -n' form. The engine only defines functions when sourced; it is
+# written next to the two tables, byte for byte the file every host gets.
 _RUN_PLAN = 'source "$LVSGEN_LIBRARY" || exit 99\nlvs_ipvs_plan "$1" "$2" /dev/null "$3" "$4" save\n'
 _ENGINE_ERROR = re.compile(r"^lvsgen: (desired|live) line (\d+): cannot read: (.*)$")
 _PROTOCOLS = {p.flag: p for p in Protocol}
@@ -72,10 +73,6 @@ class Result:
             out.append("")
             out.extend(self.unified)
         return "".join(f"{line}\n" for line in out)
-
-
-def library() -> Path:
-    return templates_dir() / "host" / files.LIBRARY
 
 
 def director(cluster: Cluster, name: str, source: str) -> Host:
@@ -118,9 +115,12 @@ def run_plan(desired: str, live: str, owned: bool, drain: bool) -> list[str]:
     if missing:
         raise DiffFailed([f"lvsgen: diff needs {' and '.join(missing)}: it runs the host engine's own plan (lvsgen.sh, bash and awk), the code setup.sh runs; install {' and '.join(missing)}"])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LVS_", "LVSGEN_"))}
-    env.update({"LC_ALL": "C", "LVSGEN_LIBRARY": str(library())})
+    env["LC_ALL"] = "C"
     with tempfile.TemporaryDirectory(prefix="lvsgen-diff-") as tmp:
         desired_path, live_path = Path(tmp) / "desired", Path(tmp) / "live"
+        library = Path(tmp) / files.LIBRARY
+        library.write_text(engine.text(), encoding="utf-8")
+        env["LVSGEN_LIBRARY"] = str(library)
         desired_path.write_text(desired, encoding="utf-8")
         live_path.write_text(live, encoding="utf-8")
         try:

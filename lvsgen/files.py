@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from lvsgen.model import Cluster
 
 SETUP = "setup.sh"
-LIBRARY = "lvsgen.sh"  # the host engine, the same on every host: templates/host/lvsgen.sh
+LIBRARY = "lvsgen.sh"  # the host engine, the same on every host: lvsgen.engine assembles it
 CLOUD_INIT = "cloud-init.yaml"
 MANIFEST = ".lvsgen-manifest"
 # lvsgen's own folder under /etc: /etc/ipvsadm.rules belongs to the ipvsadm package.

@@ -5,8 +5,8 @@ Reading /proc/net/ip_vs is far cheaper than ``ipvsadm -S -n`` (measured in the V
 services: 0.13 s against 3.1 s), but it prints hex addresses, and converting thousands of its
 lines in awk cost more than reading them: 1.7 s at 5,000 services for one full pass. This file
 gives each line of the rules file the words /proc prints for it, so that the engine matches
-live lines against it as text and converts only the lines that differ (templates/host/lvsgen.sh,
-LVS_AWK_PLAN).
+live lines against it as text and converts only the lines that differ
+(templates/host/ipvs-plan.awk).
 
 The first line is a comment that ends in the MD5 sum of the rules file it was made from; the
 engine uses the image only with that very file. Then one line per rules line, in its order:

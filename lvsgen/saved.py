@@ -2,7 +2,7 @@
 
 ``lvsgen diff`` reads a director's live table with it and ``lvsgen import`` reads the tables it
 turns into a cluster file. This module only checks the shape of each line and names what it
-adds, the way the host engine does (templates/host/lvsgen.sh, LVS_AWK_PLAN): a service by the
+adds, the way the host engine does (templates/host/ipvs-plan.awk): a service by the
 words after -A up to its options ("-t 192.0.2.1:80", "-f 7 -6"), a real server by its service
 and its -r address. What the options mean is the caller's business: a table may hold services
 lvsgen did not make, with options it does not offer.

@@ -2,6 +2,9 @@
 
 LVSGEN_NO_SKIP=1 (set by tests/run, and so by CI) turns every skipped test into a failure:
 a test bed that is missing must not pass for green.
+
+engine_file: the host engine every host gets (lvsgen.engine), written once per session, for the
+tests that source it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lvsgen import engine  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def engine_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The assembled engine as a file, in a folder with a space in its name."""
+    path = tmp_path_factory.mktemp("assembled engine") / "lvsgen.sh"
+    path.write_text(engine.text(), encoding="utf-8")
+    return path
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,7 +1,7 @@
 """`lvsgen diff CLUSTER --host DIRECTOR --live SAVED`: the director's live table against its build.
 
-The delta is the host engine's own (lvs_ipvs_plan in templates/host/lvsgen.sh, which
-tests/test_host_lib.py tests line by line); these tests check what the command makes of it:
+The delta is the host engine's own (lvs_ipvs_plan in the engine lvsgen.engine assembles,
+which tests/test_host_lib.py tests line by line); these tests check what the command makes of it:
 the table, the unified diff, the exit code (0 no changes, 2 changes, 1 errors) and the
 messages. The expected tables are written out here from the cluster files, not asked of lvsgen.
 A property test compares the exit code with an expectation computed from the two tables
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cases import ROOT, lvsgen
-from lvsgen import cli
+from lvsgen import cli, engine
 from lvsgen import diff as differ
 
 SHOP = ROOT / "examples" / "cluster.json"
@@ -239,8 +239,14 @@ def test_without_bash_or_awk_it_says_so(tmp_path: Path, monkeypatch: pytest.Monk
     )
 
 
-def test_the_engine_is_run_from_the_library_lvsgen_ships() -> None:
-    assert differ.library().read_bytes() == (ROOT / "templates/host/lvsgen.sh").read_bytes()
+def test_the_plan_is_the_one_of_the_engine_every_host_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """diff runs lvsgen.engine's text, the bytes every host folder's lvsgen.sh has (tests/test_engine.py
+    checks those): an engine whose plan adds a service makes diff report that service."""
+    golden = ROOT / "tests/cases/shop/expected/lb1/lvsgen.sh"
+    assert golden.read_text() == engine.text()
+    monkeypatch.setattr(engine, "text", lambda: 'lvs_ipvs_plan() { echo "A -A -t 10.0.0.1:80 -s rr"; }\n')
+    result = differ.compare(SHOP, "lb1", str(LB1))
+    assert [(row.action, row.service) for row in result.rows] == [("add", "-t 10.0.0.1:80")]
 
 
 # --- the exit code against an expectation from the two tables alone -----------------------------

@@ -1,9 +1,11 @@
-"""The pure functions of templates/host/lvsgen.sh, the bash library every generated setup.sh sources.
+"""The functions of the host engine, the bash library every generated setup.sh sources.
 
-Every test runs `bash -c 'source "$LIB"; ...'` on recorded inputs (tests/host/dumps: a real
-kernel's /proc/net/ip_vs and `ipvsadm -S -n` of the same table) or hand-made ones: no root, no
-kernel, no ipvsadm. Paths reach bash through the environment or as positional arguments, never
-pasted into the script text, and the temporary folders have spaces in their names.
+LIB is the engine as every host gets it, assembled by lvsgen.engine from templates/host/ and
+written once per session (the engine_file fixture). Every test runs
+`bash -c 'source "$LIB"; ...'` on recorded inputs (tests/host/dumps: a real kernel's
+/proc/net/ip_vs and `ipvsadm -S -n` of the same table) or hand-made ones: no root, no kernel, no
+ipvsadm. Paths reach bash through the environment or as positional arguments, never pasted into
+the script text, and the temporary folders have spaces in their names.
 
 The library is awk-heavy and setup.sh accepts mawk or gawk, so every test runs once with each of
 them that is installed (at least the system awk).
@@ -34,7 +36,7 @@ from hypothesis import strategies as st
 from lvsgen import procimage
 
 ROOT = Path(__file__).resolve().parent.parent
-LIB = ROOT / "templates" / "host" / "lvsgen.sh"
+LIB = Path("/nonexistent")  # the assembled engine: set by the engine fixture below
 DUMPS = ROOT / "tests" / "host" / "dumps"
 PROC_MIXED = DUMPS / "proc-mixed.txt"
 SAVED_MIXED = DUMPS / "saved-mixed.txt"
@@ -66,6 +68,12 @@ def awk_impl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
         yield request.param
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _assembled_engine(engine_file: Path) -> None:
+    global LIB
+    LIB = engine_file
 
 
 def bash(script: str, *args: str | Path, **env: str | Path) -> subprocess.CompletedProcess[str]:
@@ -2383,3 +2391,73 @@ def test_a_change_that_takes_away_loads_the_union_before_the_table_and_the_file_
     assert loads == [f"nft -f {tmp_path / 'run' / 'table.union.nft'}", f"nft -f {here / 'etc/lvsgen/lvsgen.nft'}"], loads
     union = (tmp_path / "run" / "table.union.nft").read_text()
     assert "tcp . 198.51.100.11 . 8080," in union and "tcp . 198.51.100.13 . 80," in union
+
+
+# --- each awk program on its own (templates/host/*.awk, run with awk -f) equals the engine's wrapper ---------
+HOST_PARTS = ROOT / "templates" / "host"
+
+
+def awk_f(programs: list[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """awk -f each of PROGRAMS (files of templates/host/), then ARGS (-v ..., file=N FILE ...),
+    as a reader runs them: no engine, no bash."""
+    command = ["awk"]
+    for name in programs:
+        command += ["-f", str(HOST_PARTS / name)]
+    env = {**os.environ, "LC_ALL": "C"}
+    return subprocess.run([*command, *map(str, args)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_awk_f_proc_of_the_recorded_table_is_what_ipvsadm_saved() -> None:
+    run = awk_f(["ipvs-proc.awk", "ipvs-proc-print.awk"], "-v", "hz=250", "-v", "counts=0", PROC_MIXED)
+    assert run.returncode == 4, run.stderr  # the firewall-mark service (see above)
+    assert sorted(lines(run.stdout)) == sorted(lines(SAVED_MIXED.read_text()))
+    wrapped = bash("lvs_ipvs_proc 250 0", LVSGEN_PROC_IPVS=PROC_MIXED)
+    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (run.returncode, run.stdout, run.stderr)
+
+
+def _plan_both(tmp_path: Path, desired: str) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    (tmp_path / "desired").write_text(desired)
+    run = awk_f(["ipvs-proc.awk", "ipvs-plan.awk"], "-v", "owned=1", "-v", "drain=0",
+                "file=2", SAVED_MIXED, "file=1", tmp_path / "desired", "file=3", "/dev/null")
+    wrapped = bash('lvs_ipvs_plan "$1" "$2" /dev/null 1 0', tmp_path / "desired", SAVED_MIXED)
+    return run, wrapped
+
+
+def test_awk_f_plan_of_the_recorded_table_against_itself_has_nothing_to_do(tmp_path: Path) -> None:
+    run, wrapped = _plan_both(tmp_path, SAVED_MIXED.read_text())
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (0, "", "")
+
+
+def test_awk_f_plan_of_a_changed_weight_is_one_edit(tmp_path: Path) -> None:
+    saved = SAVED_MIXED.read_text()
+    line = next(x for x in lines(saved) if x.startswith("-a ") and " -w 5" in x)
+    run, wrapped = _plan_both(tmp_path, saved.replace(line, line.replace(" -w 5", " -w 7")))
+    assert run.returncode == 0, run.stderr
+    assert lines(run.stdout) == ["A -e" + line[2:].replace(" -w 5", " -w 7")]
+    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (run.returncode, run.stdout, run.stderr)
+
+
+def test_awk_f_thresholds_plan_is_the_wrappers(tmp_path: Path) -> None:
+    (tmp_path / "rules").write_text(T_RULES)
+    (tmp_path / "thresholds").write_text("-t 192.0.2.1:80 -r 192.0.2.11:80 -x 100 -y 0\n")
+    (tmp_path / "listing").write_text(LISTING)
+    files = ("file=1", tmp_path / "rules", "file=2", tmp_path / "thresholds", "file=3", tmp_path / "listing")
+    run = awk_f(["thresholds.awk"], *files)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert lines(run.stdout) == ["-e -t 192.0.2.1:80 -r 192.0.2.11:80 -g -w 1 -x 100 -y 0"]
+    wrapped = bash('lvs_thresholds_plan "$1" "$2" "$3"', *files[1::2])
+    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (run.returncode, run.stdout, run.stderr)
+
+
+def test_awk_f_nft_union_is_the_wrappers(tmp_path: Path) -> None:
+    loaded = NFT_GOLDEN.read_text()
+    new = loaded.replace("\t\t\ttcp . 198.51.100.12 . 8080,\n", "")
+    assert new != loaded
+    (tmp_path / "loaded.nft").write_text(loaded)
+    (tmp_path / "new.nft").write_text(new)
+    run = awk_f(["nft-union.awk"], "file=1", tmp_path / "loaded.nft", "file=2", tmp_path / "new.nft")
+    assert (run.returncode, run.stderr) == (3, "")  # the new file only takes away
+    assert run.stdout == loaded  # so the union is the loaded table
+    wrapped = bash('lvs_nft_union "$1" "$2"', tmp_path / "loaded.nft", tmp_path / "new.nft")
+    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (run.returncode, run.stdout, run.stderr)

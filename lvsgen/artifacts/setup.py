@@ -1,22 +1,15 @@
 """The host's setup.sh, the engine it runs (lvsgen.sh, the same on every host) and the boot
 units that run it (etc/systemd/system/lvsgen*.service). setup.sh only declares the host's
-state as shell arrays; the logic is in templates/host/lvsgen.sh, which is not a template."""
+state as shell arrays; the logic is in the engine, which lvsgen.engine assembles from the
+plain shell and awk files in templates/host/ (not templates)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
+from lvsgen import engine as host_engine
 from lvsgen.files import HOST_COPY, LIBRARY, MODE_SCRIPT, NFTABLES, PROC_IMAGE, RULES, SETUP, THRESHOLDS, UNIT, UNIT_NETWORK, File
 from lvsgen.model import Cluster
 from lvsgen.render import render
-from lvsgen.resources import templates_dir
 from lvsgen.state import HostState, needs_network
-
-
-@lru_cache(maxsize=1)
-def library() -> str:
-    """The host engine, copied byte for byte: it is plain shell, not a template."""
-    return (templates_dir() / "host" / LIBRARY).read_text(encoding="utf-8")
 
 
 def unit_files(cluster: Cluster, state: HostState, head: str) -> list[File]:
@@ -64,4 +57,4 @@ def files(cluster: Cluster, state: HostState, head: str, installed: list[File], 
         sync_daemons=[f"{d.state} {d.interface} {d.syncid} {d.maxlen or 0}" for d in host.sync_daemons],
         units=[u.path for u in units],
     )
-    return [File(SETUP, text, MODE_SCRIPT), File(LIBRARY, library())]
+    return [File(SETUP, text, MODE_SCRIPT), File(LIBRARY, host_engine.text())]

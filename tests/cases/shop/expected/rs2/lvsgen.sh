@@ -1,10 +1,21 @@
+# lvsgen host engine, assembled by lvsgen from templates/host/ (lvsgen/engine.py): do not edit.
+# Change the parts there and build again. Each part starts at a line '# --- templates/host/NAME'.
 # shellcheck shell=bash disable=SC2153 # the LVS_* data comes from setup.sh, which sources this
+
+# --- templates/host/common.sh ---------------------------------------------------------------------
 # lvsgen host engine: the same file on every host, sourced by the host's generated setup.sh.
 #
 # setup.sh only declares what its host must look like (the LVS_* arrays below) and calls
-# lvsgen_main. This file holds every bit of logic: read the live state once, compute the
+# lvsgen_main. The engine holds every bit of logic: read the live state once, compute the
 # delta, apply it in as few commands as possible, verify, and keep a record of what lvsgen
 # added so that it can later remove exactly that and nothing else.
+#
+# lvsgen assembles the engine from parts in templates/host/, in the order lvsgen/engine.py
+# lists them: one part per concern, each using only the parts before it, and each awk program
+# in a file of its own (embedded as a variable LVS_AWK_*). main.sh, the last part, runs the
+# steps and says which part holds each. This part, common.sh: the data setup.sh declares, the
+# run's flags and counters, the messages (lvs_say; lvs_die, which names the step lvs_step set)
+# and lvs_run, the one place a command that changes something is run.
 #
 # Data setup.sh declares before it calls lvsgen_main (every element is one shell word or a
 # few words split on spaces; lvsgen's schema allows no spaces in any of them):
@@ -36,12 +47,19 @@ LVSGEN_STATE=${LVSGEN_STATE:-/var/lib/lvsgen}   # the record, and the copy the b
 LVSGEN_RUN=${LVSGEN_RUN:-/run/lvsgen}           # per-boot facts (lock, kernel HZ)
 LVSGEN_PROC_IPVS=${LVSGEN_PROC_IPVS:-/proc/net/ip_vs} # the kernel's table (tests point it at a dump)
 LVSGEN_PROC_SYS=${LVSGEN_PROC_SYS:-/proc/sys}         # the sysctls (tests point it at a folder)
+# A global that one part sets and another reads looks unused to shellcheck, which checks
+# each part on its own (tests/test_engine.py): each such line turns SC2034 off for itself
+# alone, and names the part that reads it.
 LVS_STEP=start
 LVS_DRY_RUN=0
+# shellcheck disable=SC2034 # read in preflight.sh
 LVS_FORCE=0
+# shellcheck disable=SC2034 # read in most parts
 LVS_BOOT=0 # 1: early boot (--boot), before the network; 2: once it is up (--boot-network)
+# shellcheck disable=SC2034 # read in ipvs.sh
 LVS_DRAIN=1
 LVS_CHANGES=0
+# shellcheck disable=SC2034 # read in files.sh
 LVS_UNITS_CHANGED=0
 
 lvs_say() { printf 'lvsgen[%s]: %s\n' "${LVS_HOST:-?}" "$*"; }
@@ -63,41 +81,26 @@ lvs_run() {
   printf 'lvsgen[%s]: +' "$LVS_HOST"
   printf ' %q' "$@"
   printf '\n'
+  # shellcheck disable=SC2034 # read in net.sh
   [[ $1 == chmod ]] || LVS_ADDRS_STALE=1
   local rc=0
   "$@" || rc=$?
   ((rc == 0)) || lvs_die "'$*' failed with exit status $rc"
 }
 
-lvs_usage() {
-  printf '%s\n' \
-    "usage: setup.sh [--dry-run] [--force] [--no-drain] [--boot | --boot-network]" \
-    "  --dry-run   print every command that would run, change nothing;" \
-    "              exit 0 when there is nothing to do, 2 when changes are pending" \
-    "  --force     run even though the hostname is not '$LVS_HOSTNAME'" \
-    "  --no-drain  remove real servers at once instead of draining them first" \
-    "  --boot      what lvsgen.service runs early at boot, before the network: modules," \
-    "              sysctls, the IPVS table, lvsgen's own devices and their addresses" \
-    "  --boot-network  what lvsgen-network.service runs once the network is up: all" \
-    "              but the files (the addresses and routes on the host's NIC)"
-}
 
-lvs_parse_args() {
-  while (($# > 0)); do
-    case $1 in
-      --dry-run) LVS_DRY_RUN=1 ;;
-      --force) LVS_FORCE=1 ;;
-      --no-drain) LVS_DRAIN=0 ;;
-      --boot) LVS_BOOT=1 LVS_FORCE=1 ;;
-      --boot-network) LVS_BOOT=2 LVS_FORCE=1 ;;
-      -h | --help) lvs_usage; exit 0 ;;
-      *) lvs_usage >&2; lvs_die "unknown argument '$1'" ;;
-    esac
-    shift
+lvs_in() { # NEEDLE ITEM...: is NEEDLE one of the items?
+  local needle=$1 item
+  shift
+  for item in "$@"; do
+    [[ $item == "$needle" ]] && return 0
   done
+  return 1
 }
 
-# --- the record: what lvsgen added on this host -------------------------------------------------
+# --- templates/host/record.sh ---------------------------------------------------------------------
+# record.sh: the record of what lvsgen added on this host. Uses common.sh.
+#
 # One line per thing, fields separated by tabs: "file DEST", "addr CIDR DEV", "dummy DEV",
 # "route FAMILY VIA DEV OLD", "sysctl KEY ORIGINAL SET", "link PATH", "nft FAMILY NAME". The IPVS services
 # lvsgen added are kept apart, in ipvs-services, one name a line (see lvs_ipvs).
@@ -164,7 +167,157 @@ lvs_record_save() { # rewrite the record without the lines removal dropped
   mv -f -- "$tmp" "$LVSGEN_STATE/record"
 }
 
-# --- preflight: everything is checked before anything changes -----------------------------------
+# --- templates/host/net.sh ------------------------------------------------------------------------
+# net.sh: lvsgen's devices (step devices), addresses (step addresses), default routes (step
+# routes) and GUE receive ports (step fou); the reads of the host's links and addresses that
+# preflight.sh and remove.sh use too. Uses common.sh and record.sh.
+#
+# One 'ip -o link' and one 'ip -o addr' read, parsed in bash, whatever the number of VIPs.
+declare -A LVS_LINKS=() # device -> ",FLAG,FLAG,"
+lvs_read_links() {
+  local line name flags dev
+  LVS_LINKS=()
+  if [[ -r /sys/class/net/lo/flags ]]; then
+    # sysfs, mounted in this network namespace, has each device's flags: no process at all.
+    for dev in "${LVS_UP[@]}" "${LVS_NOARP[@]}" "${LVS_DUMMIES[@]}" "${LVS_NICS[@]}"; do
+      [[ -r /sys/class/net/$dev/flags ]] || continue
+      read -r flags <"/sys/class/net/$dev/flags" || continue
+      LVS_LINKS[$dev]=,
+      if ((flags & 0x1)); then LVS_LINKS[$dev]+=UP,; fi
+      if ((flags & 0x80)); then LVS_LINKS[$dev]+=NOARP,; fi
+    done
+    return 0
+  fi
+  while IFS= read -r line; do
+    [[ $line == *': '*'<'*'>'* ]] || continue
+    name=${line#*: } name=${name%%:*} name=${name%%@*}
+    flags=${line#*<} flags=${flags%%>*}
+    LVS_LINKS[$name]=,$flags,
+  done <<<"$(ip -o link show 2>/dev/null)"
+}
+
+LVS_ADDRS= # "\nCIDR DEV\n" for every address on the host
+# Read once in preflight; read again by lvs_addresses only when something since may have
+# changed them (a sysctl written, an ip command run: LVS_ADDRS_STALE).
+LVS_ADDRS_STALE=0
+lvs_read_addrs() {
+  LVS_ADDRS_STALE=0
+  local dev family cidr rest
+  LVS_ADDRS=$'\n'
+  while read -r _ dev family cidr rest; do
+    [[ $family == inet || $family == inet6 ]] || continue
+    LVS_ADDRS+="$cidr $dev"$'\n'
+  done <<<"$(ip -o addr show 2>/dev/null)"
+}
+
+# lvs_ip ARG...: an 'ip' command, printed and counted like lvs_run, queued for lvs_ip_flush,
+# which runs the queue as one 'ip -batch': one process per step, whatever the number of VIPs.
+LVS_IPQ=()
+lvs_ip() {
+  LVS_CHANGES=$((LVS_CHANGES + 1))
+  if ((LVS_DRY_RUN)); then
+    printf 'lvsgen[%s]: would run: ip' "$LVS_HOST"
+  else
+    printf 'lvsgen[%s]: + ip' "$LVS_HOST"
+  fi
+  printf ' %q' "$@"
+  printf '\n'
+  ((LVS_DRY_RUN)) || LVS_IPQ+=("$*")
+}
+
+lvs_ip_flush() { # ip -batch stops at the first command that fails and names its line
+  ((${#LVS_IPQ[@]} > 0)) || return 0
+  local text rc=0
+  printf -v text '%s\n' "${LVS_IPQ[@]}"
+  text=${text%$'\n'} # the here-string ends it
+  LVS_ADDRS_STALE=1
+  ip -batch - <<<"$text" || rc=$?
+  ((rc == 0)) || lvs_die "'ip -batch -' failed with exit status $rc; its commands, line by line:"$'\n'"$text"
+  LVS_IPQ=()
+}
+
+# lvsgen's own devices: the only ones the early boot path touches (the NIC comes later).
+lvs_early_device() { [[ $1 == lo || $1 == tunl0 || $1 == gre0 ]] || lvs_in "$1" "${LVS_DUMMIES[@]}"; }
+
+# --- GUE receive ports (ip fou) ------------------------------------------------------------------
+# A real server of a gue tunnel opens the tunnel's UDP port for GUE; the IPIP packet inside goes
+# to tunl0. The port is a kernel socket, gone at reboot: the early boot path opens it again.
+[[ -n ${LVS_FOU+x} ]] || LVS_FOU=()
+lvs_fou() {
+  ((${#LVS_FOU[@]} > 0)) || return 0
+  lvs_step fou
+  local port have=
+  if [[ -d /sys/module/fou ]] || ! ((LVS_DRY_RUN)); then
+    have=$(ip fou show 2>&1) || lvs_die "'ip fou show' failed: $have"
+  fi
+  for port in "${LVS_FOU[@]}"; do
+    [[ $'\n'$have$'\n' == *$'\n'"port $port gue"[$' \n']* ]] && continue
+    lvs_record_add fou "$port"
+    lvs_run ip fou add port "$port" gue
+  done
+}
+
+lvs_devices() {
+  lvs_step devices
+  local dev
+  for dev in "${LVS_DUMMIES[@]}"; do
+    if [[ -z ${LVS_LINKS[$dev]-} ]]; then
+      lvs_record_add dummy "$dev"
+      lvs_ip link add "$dev" type dummy
+      LVS_LINKS[$dev]=,
+    fi
+  done
+  for dev in "${LVS_NOARP[@]}"; do
+    [[ ${LVS_LINKS[$dev]-} == *,NOARP,* ]] || lvs_ip link set dev "$dev" arp off
+  done
+  for dev in "${LVS_UP[@]}"; do
+    ((LVS_BOOT == 1)) && ! lvs_early_device "$dev" && continue
+    [[ ${LVS_LINKS[$dev]-} == *,UP,* ]] || lvs_ip link set dev "$dev" up
+  done
+  lvs_ip_flush
+}
+
+lvs_addresses() {
+  lvs_step addresses
+  local -A have=() ip_on=()
+  local cidr dev entry nodad
+  if ((LVS_ADDRS_STALE)) || [[ -z $LVS_ADDRS ]]; then lvs_read_addrs; fi
+  while read -r cidr dev; do
+    have["$cidr $dev"]=1
+    ip_on["${cidr%/*} $dev"]=$cidr
+  done <<<"$LVS_ADDRS"
+  for entry in "${LVS_ADDRESSES[@]}"; do
+    read -r cidr dev nodad <<<"$entry"
+    [[ -n ${have["$cidr $dev"]-} ]] && continue
+    ((LVS_BOOT == 1)) && ! lvs_early_device "$dev" && continue
+    if [[ -n ${ip_on["${cidr%/*} $dev"]-} ]]; then
+      lvs_die "$dev has ${cidr%/*} as ${ip_on["${cidr%/*} $dev"]}, not $cidr; remove it ('ip addr del ${ip_on["${cidr%/*} $dev"]} dev $dev') and run again"
+    fi
+    lvs_record_add addr "$cidr" "$dev"
+    if [[ $nodad == nodad ]]; then
+      lvs_ip addr add "$cidr" dev "$dev" nodad
+    else
+      lvs_ip addr add "$cidr" dev "$dev"
+    fi
+  done
+  lvs_ip_flush
+}
+
+lvs_routes() {
+  lvs_step routes
+  local entry family via dev have
+  for entry in "${LVS_ROUTES[@]}"; do
+    read -r family via dev <<<"$entry"
+    have=$(ip "$family" route show default 2>/dev/null) || have=
+    [[ $have == "default via $via dev $dev"* && $have != *$'\n'* ]] && continue
+    [[ -n ${LVS_REC[route$'\t'$family]-} ]] || lvs_record_add route "$family" "$via" "$dev" "${have%%$'\n'*}"
+    lvs_run ip "$family" route replace default via "$via" dev "$dev"
+  done
+}
+
+# --- templates/host/preflight.sh ------------------------------------------------------------------
+# preflight.sh: everything is checked before anything changes (step preflight), then the
+# run's lock. Uses common.sh and net.sh (the host's links and addresses).
 lvs_preflight() {
   lvs_step preflight
   local -a problems=()
@@ -222,16 +375,146 @@ lvs_preflight() {
   flock -n 9 || lvs_die "another setup.sh is running on this host"
 }
 
-lvs_in() { # NEEDLE ITEM...: is NEEDLE one of the items?
-  local needle=$1 item
-  shift
-  for item in "$@"; do
-    [[ $item == "$needle" ]] && return 0
+# --- templates/host/kernel.sh ---------------------------------------------------------------------
+# kernel.sh: kernel modules (step modules), sysctls (step sysctls), written by bash itself,
+# and the IPVS timeouts (step timeouts). Uses common.sh and record.sh.
+#
+# Kernel modules and sysctls.
+lvs_modules() {
+  lvs_step modules
+  local module
+  local -a missing=()
+  for module in "${LVS_MODULES[@]}"; do
+    [[ -d /sys/module/$module ]] || missing+=("$module")
   done
-  return 1
+  # ip_vs first, with its table size, where one is set: the files step, which installs
+  # /etc/modprobe.d/lvsgen.conf (what gives it at boot), runs after this one.
+  if [[ -n ${LVS_CONN_TAB_BITS:-} ]] && lvs_in ip_vs "${missing[@]}"; then
+    lvs_run modprobe -- ip_vs "conn_tab_bits=$LVS_CONN_TAB_BITS"
+  fi
+  # One modprobe for all of them; it stops at the first that cannot load and names it.
+  ((${#missing[@]} == 0)) || lvs_run modprobe -a -- "${missing[@]}"
+  lvs_conn_tab_bits "${missing[@]}"
 }
 
-# --- files ----------------------------------------------------------------------------------------
+# lvs_conn_tab_bits MODULE...: is ip_vs running with LVS_CONN_TAB_BITS? MODULES are the ones
+# this run loaded: if ip_vs is one of them, it read /etc/modprobe.d/lvsgen.conf just now, and
+# another size is the kernel's doing (memory); if not, the size is due at the next boot.
+LVSGEN_SYS_MODULE=${LVSGEN_SYS_MODULE:-/sys/module}
+lvs_conn_tab_bits() {
+  [[ -n ${LVS_CONN_TAB_BITS:-} ]] || return 0
+  local have param=$LVSGEN_SYS_MODULE/ip_vs/parameters/conn_tab_bits
+  [[ -r $param ]] || return 0 # dry run: not loaded
+  read -r have <"$param"
+  [[ $have == "$LVS_CONN_TAB_BITS" ]] && return 0
+  if lvs_in ip_vs "$@" && ! ((LVS_DRY_RUN)); then
+    lvs_say "ip_vs was loaded with conn_tab_bits=$have, not $LVS_CONN_TAB_BITS: the kernel lowers a size the memory cannot hold"
+  else
+    lvs_say "ip_vs runs with conn_tab_bits=$have; $LVS_CONN_TAB_BITS (/etc/modprobe.d/lvsgen.conf) takes effect at the next boot, as reloading ip_vs would drop every connection"
+  fi
+}
+
+lvs_sysctl_path() { # KEY: sets LVS_PATH to its file under /proc/sys ('.' separates, unless the key uses '/')
+  if [[ $1 == */* ]]; then
+    LVS_PATH=$LVSGEN_PROC_SYS/$1
+  else
+    LVS_PATH=$LVSGEN_PROC_SYS/${1//.//}
+  fi
+}
+
+# lvs_sysctl_set KEY VALUE: what 'sysctl -w KEY=VALUE' does (and is printed as), written to
+# /proc/sys by bash itself: no process per sysctl.
+lvs_sysctl_set() {
+  LVS_CHANGES=$((LVS_CHANGES + 1))
+  if ((LVS_DRY_RUN)); then
+    lvs_say "would run: sysctl -w $1=$2"
+    return 0
+  fi
+  lvs_say "+ sysctl -w $1=$2"
+  # shellcheck disable=SC2034 # read in net.sh
+  LVS_ADDRS_STALE=1 # disable_ipv6, say, takes addresses away
+  lvs_sysctl_path "$1"
+  if ! printf '%s\n' "$2" 2>/dev/null >"$LVS_PATH"; then
+    lvs_die "'sysctl -w $1=$2' failed: the kernel refused the value"
+  fi
+}
+
+lvs_sysctls() {
+  lvs_step sysctls
+  local entry key value path have
+  for entry in "${LVS_SYSCTLS[@]}"; do
+    key=${entry% *} value=${entry##* }
+    lvs_sysctl_path "$key"
+    path=$LVS_PATH
+    if [[ ! -r $path ]]; then
+      if ((LVS_BOOT == 1)) && [[ $key =~ conf[./][^/]+[./] && ! $key =~ conf[./](all|default)[./] ]]; then
+        # Early at boot the NIC may not be there yet: systemd-sysctl sets this key from the
+        # sysctl.d file when udev adds the device, and conf.all covers it until then.
+        continue
+      fi
+      ((LVS_DRY_RUN)) && { lvs_sysctl_set "$key" "$value"; continue; }
+      lvs_die "sysctl $key does not exist on this kernel (is its module loaded?)"
+    fi
+    read -r have <"$path"
+    [[ $have == "$value" ]] && continue
+    [[ -n ${LVS_REC[sysctl$'\t'$key]-} ]] || lvs_record_add sysctl "$key" "$have" "$value"
+    lvs_sysctl_set "$key" "$value"
+  done
+}
+
+# --- IPVS timeouts ---------------------------------------------------------------------------------------
+# LVS_TIMEOUTS: "TCP TCPFIN UDP" in seconds, 0 for one the file leaves to the kernel. The
+# module forgets them when it is loaded again (at boot), so every run sets what differs.
+lvs_timeouts_read() { # sets LVS_TIMEOUTS_NOW to the kernel's "TCP TCPFIN UDP"
+  local line
+  line=$(ipvsadm -L --timeout 2>&1) || lvs_die "'ipvsadm -L --timeout' failed: $line"
+  # "Timeout (tcp tcpfin udp): 900 120 300"
+  [[ $line == "Timeout (tcp tcpfin udp): "* ]] || lvs_die "cannot read 'ipvsadm -L --timeout': $line"
+  LVS_TIMEOUTS_NOW=${line##*: }
+}
+
+lvs_timeouts() {
+  [[ -n ${LVS_TIMEOUTS:-} ]] || return 0
+  lvs_step timeouts
+  local -a want have
+  read -r -a want <<<"$LVS_TIMEOUTS"
+  if [[ ! -r $LVSGEN_PROC_IPVS ]] && ((LVS_DRY_RUN)); then
+    lvs_run ipvsadm --set "${want[@]}" # ip_vs is not loaded: the module would start at its defaults
+    return 0
+  fi
+  lvs_timeouts_read
+  read -r -a have <<<"$LVS_TIMEOUTS_NOW"
+  # The values the host had before lvsgen first set them, to put back when the file drops them:
+  # one the file leaves out (0) goes back to the host's own value once lvsgen has set it, and is
+  # the kernel's as it is when lvsgen has never touched the timeouts.
+  local old=${LVS_REC[timeouts$'\t'set]-}
+  local -a orig
+  if [[ -n $old ]]; then
+    IFS=$'\t' read -r _ _ old _ <<<"$old"
+  else
+    old=$LVS_TIMEOUTS_NOW
+  fi
+  read -r -a orig <<<"$old"
+  local i new=() v differ=0
+  for i in 0 1 2; do
+    v=${want[i]}
+    ((v != 0)) || v=${orig[i]:-${have[i]}}
+    ((v == have[i])) || differ=1
+    new+=("$v")
+  done
+  ((differ)) || return 0
+  lvs_record_add timeouts set "$old" "${new[*]}"
+  lvs_run ipvsadm --set "${new[@]}"
+  ((LVS_DRY_RUN)) && return 0
+  lvs_timeouts_read
+  [[ $LVS_TIMEOUTS_NOW == "${new[*]}" ]] ||
+    lvs_die "the IPVS timeouts are $LVS_TIMEOUTS_NOW after 'ipvsadm --set ${new[*]}', not ${new[*]}"
+}
+
+# --- templates/host/files.sh ----------------------------------------------------------------------
+# files.sh: the host's files (step files), installed atomically and only when their bytes or
+# mode differ; the boot copy of the host folder (step copy, /var/lib/lvsgen/host); the boot
+# units, enabled as 'systemctl enable' would (step boot-unit). Uses common.sh and record.sh.
 umask 022
 declare -A LVS_MODE=() LVS_SIZE=() LVS_SUM=() # path -> mode (as stat prints it), size, MD5 sum
 
@@ -365,22 +648,32 @@ lvs_write_file() { # SRC DEST MODE [TEXT]: write TEXT (else a copy of SRC) to DE
   if [[ $dest == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
 }
 
-# The host's files. Each is recorded before it is written. One stat and one md5sum inspect
-# them, their sources and the boot copy's files (lvs_copy).
-lvs_files() {
+# The host's files, in two functions, so that the table's plan can start between them
+# (lvsgen_main). lvs_files_inspect: each file is recorded before it is written, and one stat and
+# one md5sum inspect them, their sources and the boot copy's files (lvs_copy).
+lvs_files_inspect() {
   lvs_step files
   local entry src
-  local -a sync=() paths=()
+  local -a paths=()
   for entry in "${LVS_FILES[@]}"; do
     src=${entry% *}
-    sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
     paths+=("$LVS_HERE/$src" "/$src" "$LVSGEN_STATE/host/$src")
     lvs_record_add file "/$src"
   done
   if [[ -n ${LVS_IMAGE:-} ]]; then paths+=("$LVS_HERE/$LVS_IMAGE" "$LVSGEN_STATE/host/$LVS_IMAGE"); fi
   lvs_inspect_files "${paths[@]}" "$LVS_HERE/setup.sh" "$LVS_HERE/lvsgen.sh" \
     "$LVSGEN_STATE/host/setup.sh" "$LVSGEN_STATE/host/lvsgen.sh"
-  lvs_ipvs_plan_early
+}
+
+# lvs_files: after lvs_files_inspect, the files installed and the boot copy's staged.
+lvs_files() {
+  lvs_step files
+  local entry src
+  local -a sync=()
+  for entry in "${LVS_FILES[@]}"; do
+    src=${entry% *}
+    sync+=("$LVS_HERE/$src" "/$src" "${entry##* }")
+  done
   lvs_sync_files "${sync[@]}"
   lvs_copy_stage
   lvs_step files
@@ -529,111 +822,19 @@ lvs_systemd_reload() {
   lvs_run systemctl daemon-reload
 }
 
-# --- kernel modules and sysctls ---------------------------------------------------------------------
-lvs_modules() {
-  lvs_step modules
-  local module
-  local -a missing=()
-  for module in "${LVS_MODULES[@]}"; do
-    [[ -d /sys/module/$module ]] || missing+=("$module")
-  done
-  # ip_vs first, with its table size, where one is set: the files step, which installs
-  # /etc/modprobe.d/lvsgen.conf (what gives it at boot), runs after this one.
-  if [[ -n ${LVS_CONN_TAB_BITS:-} ]] && lvs_in ip_vs "${missing[@]}"; then
-    lvs_run modprobe -- ip_vs "conn_tab_bits=$LVS_CONN_TAB_BITS"
-  fi
-  # One modprobe for all of them; it stops at the first that cannot load and names it.
-  ((${#missing[@]} == 0)) || lvs_run modprobe -a -- "${missing[@]}"
-  lvs_conn_tab_bits "${missing[@]}"
-}
-
-# lvs_conn_tab_bits MODULE...: is ip_vs running with LVS_CONN_TAB_BITS? MODULES are the ones
-# this run loaded: if ip_vs is one of them, it read /etc/modprobe.d/lvsgen.conf just now, and
-# another size is the kernel's doing (memory); if not, the size is due at the next boot.
-LVSGEN_SYS_MODULE=${LVSGEN_SYS_MODULE:-/sys/module}
-lvs_conn_tab_bits() {
-  [[ -n ${LVS_CONN_TAB_BITS:-} ]] || return 0
-  local have param=$LVSGEN_SYS_MODULE/ip_vs/parameters/conn_tab_bits
-  [[ -r $param ]] || return 0 # dry run: not loaded
-  read -r have <"$param"
-  [[ $have == "$LVS_CONN_TAB_BITS" ]] && return 0
-  if lvs_in ip_vs "$@" && ! ((LVS_DRY_RUN)); then
-    lvs_say "ip_vs was loaded with conn_tab_bits=$have, not $LVS_CONN_TAB_BITS: the kernel lowers a size the memory cannot hold"
-  else
-    lvs_say "ip_vs runs with conn_tab_bits=$have; $LVS_CONN_TAB_BITS (/etc/modprobe.d/lvsgen.conf) takes effect at the next boot, as reloading ip_vs would drop every connection"
-  fi
-}
-
-lvs_sysctl_path() { # KEY: sets LVS_PATH to its file under /proc/sys ('.' separates, unless the key uses '/')
-  if [[ $1 == */* ]]; then
-    LVS_PATH=$LVSGEN_PROC_SYS/$1
-  else
-    LVS_PATH=$LVSGEN_PROC_SYS/${1//.//}
-  fi
-}
-
-# lvs_sysctl_set KEY VALUE: what 'sysctl -w KEY=VALUE' does (and is printed as), written to
-# /proc/sys by bash itself: no process per sysctl.
-lvs_sysctl_set() {
-  LVS_CHANGES=$((LVS_CHANGES + 1))
-  if ((LVS_DRY_RUN)); then
-    lvs_say "would run: sysctl -w $1=$2"
-    return 0
-  fi
-  lvs_say "+ sysctl -w $1=$2"
-  LVS_ADDRS_STALE=1 # disable_ipv6, say, takes addresses away
-  lvs_sysctl_path "$1"
-  if ! printf '%s\n' "$2" 2>/dev/null >"$LVS_PATH"; then
-    lvs_die "'sysctl -w $1=$2' failed: the kernel refused the value"
-  fi
-}
-
-lvs_sysctls() {
-  lvs_step sysctls
-  local entry key value path have
-  for entry in "${LVS_SYSCTLS[@]}"; do
-    key=${entry% *} value=${entry##* }
-    lvs_sysctl_path "$key"
-    path=$LVS_PATH
-    if [[ ! -r $path ]]; then
-      if ((LVS_BOOT == 1)) && [[ $key =~ conf[./][^/]+[./] && ! $key =~ conf[./](all|default)[./] ]]; then
-        # Early at boot the NIC may not be there yet: systemd-sysctl sets this key from the
-        # sysctl.d file when udev adds the device, and conf.all covers it until then.
-        continue
-      fi
-      ((LVS_DRY_RUN)) && { lvs_sysctl_set "$key" "$value"; continue; }
-      lvs_die "sysctl $key does not exist on this kernel (is its module loaded?)"
-    fi
-    read -r have <"$path"
-    [[ $have == "$value" ]] && continue
-    [[ -n ${LVS_REC[sysctl$'\t'$key]-} ]] || lvs_record_add sysctl "$key" "$have" "$value"
-    lvs_sysctl_set "$key" "$value"
-  done
-}
-
-# --- the nftables table inet lvsgen: NAT forwarding policy, firewall marks -----------------------------------
-# The table, loaded by one 'nft -f' (one transaction that replaces the whole table). Nothing is
-# done when the file is the one this boot loaded last and the kernel still lists the table as
-# it did right after; anything else (a reboot, a changed file, a hand edit of the table, a
-# deleted table) loads it again. One 'nft' process when nothing changed.
-#
-# A change is made in two steps, like the IPVS table's: before the table, the union of what is
-# loaded and what the file says (LVS_AWK_NFT_UNION), so that nothing is taken away while IPVS
-# still uses it: a NAT real server that is drained keeps its replies' way out, and a port that
-# leaves a firewall-mark service keeps its mark until the service that takes it over is there.
-# After the table (lvs_nftables_finish), the file as it is.
-LVS_NFT_NAME='inet lvsgen'
-LVS_NFT_PENDING=0
-
-# LVS_AWK_NFT_UNION: file 1 the table loaded now, file 2 the new file, both as lvsgen writes
-# them (a preamble, then 'table inet NAME {' with 'set' and 'chain' blocks, one element or rule a
-# line). Prints the new file's preamble, then the table with every block and line of either:
-# sets first, then chains, the loaded table's lines before the new ones (so that a port whose
-# mark changes keeps its old mark until the service that has it is gone); 'flags interval' is
-# kept when either has it. Exit status 0: each has something the other lacks; 3: the new file
-# only takes things away; 4: it only adds (or changes nothing).
+# --- templates/host/nft-union.awk (as LVS_AWK_NFT_UNION) ------------------------------------------
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_NFT_UNION='
+# nft-union.awk: the union of two files of the nftables table inet lvsgen, for lvs_nft_union
+# (nft.sh), which runs it as LVS_AWK_NFT_UNION (its name in the engine):
+#   awk -f nft-union.awk file=1 LOADED file=2 NEW
+# LOADED is the table loaded now, NEW the new file, both as lvsgen writes them (a preamble, then
+# "table inet NAME {" with set and chain blocks, one element or rule a line). Prints the
+# preamble of NEW, then the table with every block and line of either: sets first, then
+# chains, the lines of LOADED before the new ones (so that a port whose mark changes keeps its
+# old mark until the service that has it is gone); "flags interval" is kept when either has it.
+# Exit status 0: each has something the other lacks; 3: NEW only takes things away; 4: it only
+# adds (or changes nothing).
 function mark(k) { if (file == 1) IN1[k] = 1; else IN2[k] = 1 }
 /^table inet [^ ]+ \{$/ { intable = 1; if (file == 2) TABLE = $0; next }
 !intable { if (file == 2) PRE[++npre] = $0; next }
@@ -677,8 +878,25 @@ END {
 }
 '
 
+# --- templates/host/nft.sh ------------------------------------------------------------------------
+# nft.sh: the nftables table inet lvsgen, a NAT director's forwarding policy and the firewall
+# marks of firewall-mark services (step nftables). Uses common.sh and record.sh.
+#
+# The table, loaded by one 'nft -f' (one transaction that replaces the whole table). Nothing is
+# done when the file is the one this boot loaded last and the kernel still lists the table as
+# it did right after; anything else (a reboot, a changed file, a hand edit of the table, a
+# deleted table) loads it again. One 'nft' process when nothing changed.
+#
+# A change is made in two steps, like the IPVS table's: before the table, the union of what is
+# loaded and what the file says (nft-union.awk), so that nothing is taken away while IPVS
+# still uses it: a NAT real server that is drained keeps its replies' way out, and a port that
+# leaves a firewall-mark service keeps its mark until the service that takes it over is there.
+# After the table (lvs_nftables_finish), the file as it is.
+LVS_NFT_NAME='inet lvsgen'
+LVS_NFT_PENDING=0
+
 # lvs_nft_union LOADED NEW: print their union; the status says which way they differ (see
-# LVS_AWK_NFT_UNION).
+# nft-union.awk, LVS_AWK_NFT_UNION).
 lvs_nft_union() {
   LC_ALL=C awk "$LVS_AWK_NFT_UNION" file=1 "$1" file=2 "$2"
 }
@@ -740,314 +958,9 @@ lvs_nftables_finish() {
   LVS_NFT_PENDING=0
 }
 
-# --- devices, addresses, routes ------------------------------------------------------------------------
-# One 'ip -o link' and one 'ip -o addr' read, parsed in bash, whatever the number of VIPs.
-declare -A LVS_LINKS=() # device -> ",FLAG,FLAG,"
-lvs_read_links() {
-  local line name flags dev
-  LVS_LINKS=()
-  if [[ -r /sys/class/net/lo/flags ]]; then
-    # sysfs, mounted in this network namespace, has each device's flags: no process at all.
-    for dev in "${LVS_UP[@]}" "${LVS_NOARP[@]}" "${LVS_DUMMIES[@]}" "${LVS_NICS[@]}"; do
-      [[ -r /sys/class/net/$dev/flags ]] || continue
-      read -r flags <"/sys/class/net/$dev/flags" || continue
-      LVS_LINKS[$dev]=,
-      if ((flags & 0x1)); then LVS_LINKS[$dev]+=UP,; fi
-      if ((flags & 0x80)); then LVS_LINKS[$dev]+=NOARP,; fi
-    done
-    return 0
-  fi
-  while IFS= read -r line; do
-    [[ $line == *': '*'<'*'>'* ]] || continue
-    name=${line#*: } name=${name%%:*} name=${name%%@*}
-    flags=${line#*<} flags=${flags%%>*}
-    LVS_LINKS[$name]=,$flags,
-  done <<<"$(ip -o link show 2>/dev/null)"
-}
-
-LVS_ADDRS= # "\nCIDR DEV\n" for every address on the host
-# Read once in preflight; read again by lvs_addresses only when something since may have
-# changed them (a sysctl written, an ip command run: LVS_ADDRS_STALE).
-LVS_ADDRS_STALE=0
-lvs_read_addrs() {
-  LVS_ADDRS_STALE=0
-  local dev family cidr rest
-  LVS_ADDRS=$'\n'
-  while read -r _ dev family cidr rest; do
-    [[ $family == inet || $family == inet6 ]] || continue
-    LVS_ADDRS+="$cidr $dev"$'\n'
-  done <<<"$(ip -o addr show 2>/dev/null)"
-}
-
-# lvs_ip ARG...: an 'ip' command, printed and counted like lvs_run, queued for lvs_ip_flush,
-# which runs the queue as one 'ip -batch': one process per step, whatever the number of VIPs.
-LVS_IPQ=()
-lvs_ip() {
-  LVS_CHANGES=$((LVS_CHANGES + 1))
-  if ((LVS_DRY_RUN)); then
-    printf 'lvsgen[%s]: would run: ip' "$LVS_HOST"
-  else
-    printf 'lvsgen[%s]: + ip' "$LVS_HOST"
-  fi
-  printf ' %q' "$@"
-  printf '\n'
-  ((LVS_DRY_RUN)) || LVS_IPQ+=("$*")
-}
-
-lvs_ip_flush() { # ip -batch stops at the first command that fails and names its line
-  ((${#LVS_IPQ[@]} > 0)) || return 0
-  local text rc=0
-  printf -v text '%s\n' "${LVS_IPQ[@]}"
-  text=${text%$'\n'} # the here-string ends it
-  LVS_ADDRS_STALE=1
-  ip -batch - <<<"$text" || rc=$?
-  ((rc == 0)) || lvs_die "'ip -batch -' failed with exit status $rc; its commands, line by line:"$'\n'"$text"
-  LVS_IPQ=()
-}
-
-# lvsgen's own devices: the only ones the early boot path touches (the NIC comes later).
-lvs_early_device() { [[ $1 == lo || $1 == tunl0 || $1 == gre0 ]] || lvs_in "$1" "${LVS_DUMMIES[@]}"; }
-
-# --- GUE receive ports (ip fou) ------------------------------------------------------------------
-# A real server of a gue tunnel opens the tunnel's UDP port for GUE; the IPIP packet inside goes
-# to tunl0. The port is a kernel socket, gone at reboot: the early boot path opens it again.
-[[ -n ${LVS_FOU+x} ]] || LVS_FOU=()
-lvs_fou() {
-  ((${#LVS_FOU[@]} > 0)) || return 0
-  lvs_step fou
-  local port have=
-  if [[ -d /sys/module/fou ]] || ! ((LVS_DRY_RUN)); then
-    have=$(ip fou show 2>&1) || lvs_die "'ip fou show' failed: $have"
-  fi
-  for port in "${LVS_FOU[@]}"; do
-    [[ $'\n'$have$'\n' == *$'\n'"port $port gue"[$' \n']* ]] && continue
-    lvs_record_add fou "$port"
-    lvs_run ip fou add port "$port" gue
-  done
-}
-
-lvs_devices() {
-  lvs_step devices
-  local dev
-  for dev in "${LVS_DUMMIES[@]}"; do
-    if [[ -z ${LVS_LINKS[$dev]-} ]]; then
-      lvs_record_add dummy "$dev"
-      lvs_ip link add "$dev" type dummy
-      LVS_LINKS[$dev]=,
-    fi
-  done
-  for dev in "${LVS_NOARP[@]}"; do
-    [[ ${LVS_LINKS[$dev]-} == *,NOARP,* ]] || lvs_ip link set dev "$dev" arp off
-  done
-  for dev in "${LVS_UP[@]}"; do
-    ((LVS_BOOT == 1)) && ! lvs_early_device "$dev" && continue
-    [[ ${LVS_LINKS[$dev]-} == *,UP,* ]] || lvs_ip link set dev "$dev" up
-  done
-  lvs_ip_flush
-}
-
-lvs_addresses() {
-  lvs_step addresses
-  local -A have=() ip_on=()
-  local cidr dev entry nodad
-  if ((LVS_ADDRS_STALE)) || [[ -z $LVS_ADDRS ]]; then lvs_read_addrs; fi
-  while read -r cidr dev; do
-    have["$cidr $dev"]=1
-    ip_on["${cidr%/*} $dev"]=$cidr
-  done <<<"$LVS_ADDRS"
-  for entry in "${LVS_ADDRESSES[@]}"; do
-    read -r cidr dev nodad <<<"$entry"
-    [[ -n ${have["$cidr $dev"]-} ]] && continue
-    ((LVS_BOOT == 1)) && ! lvs_early_device "$dev" && continue
-    if [[ -n ${ip_on["${cidr%/*} $dev"]-} ]]; then
-      lvs_die "$dev has ${cidr%/*} as ${ip_on["${cidr%/*} $dev"]}, not $cidr; remove it ('ip addr del ${ip_on["${cidr%/*} $dev"]} dev $dev') and run again"
-    fi
-    lvs_record_add addr "$cidr" "$dev"
-    if [[ $nodad == nodad ]]; then
-      lvs_ip addr add "$cidr" dev "$dev" nodad
-    else
-      lvs_ip addr add "$cidr" dev "$dev"
-    fi
-  done
-  lvs_ip_flush
-}
-
-lvs_routes() {
-  lvs_step routes
-  local entry family via dev have
-  for entry in "${LVS_ROUTES[@]}"; do
-    read -r family via dev <<<"$entry"
-    have=$(ip "$family" route show default 2>/dev/null) || have=
-    [[ $have == "default via $via dev $dev"* && $have != *$'\n'* ]] && continue
-    [[ -n ${LVS_REC[route$'\t'$family]-} ]] || lvs_record_add route "$family" "$via" "$dev" "${have%%$'\n'*}"
-    lvs_run ip "$family" route replace default via "$via" dev "$dev"
-  done
-}
-
-# --- removal of what this build no longer describes ------------------------------------------------------
-# Only lines of the record are candidates, in the reverse order of setup: the table first
-# (lvs_ipvs does that), then addresses, routes, devices, sysctls, files.
-lvs_remove_stale() {
-  lvs_step remove
-  local -A want=()
-  local entry cidr dev nodad key line family via old f
-  local -a fields
-  for entry in "${LVS_ADDRESSES[@]}"; do
-    read -r cidr dev nodad <<<"$entry"
-    want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
-  done
-  for entry in "${LVS_DUMMIES[@]}"; do want["dummy"$'\t'"$entry"]=1; done
-  for entry in "${LVS_ROUTES[@]}"; do want["route"$'\t'"${entry%% *}"]=1; done
-  for entry in "${LVS_SYSCTLS[@]}"; do want["sysctl"$'\t'"${entry% *}"]=1; done
-  for entry in "${LVS_FILES[@]}"; do want["file"$'\t'"/${entry% *}"]=1; done
-  for entry in "${LVS_UNITS[@]}"; do want["link"$'\t'"$LVS_WANTS/${entry##*/}"]=1; done
-  [[ -z ${LVS_NFT:-} ]] || want["nft"$'\t'"$LVS_NFT_NAME"]=1
-  [[ -z ${LVS_TIMEOUTS:-} ]] || want["timeouts"$'\t'set]=1
-  for entry in "${LVS_SYNC[@]}"; do want["sync"$'\t'"${entry%% *}"]=1; done
-  for entry in "${LVS_FOU[@]}"; do want["fou"$'\t'"$entry"]=1; done
-  # The host's own addresses are never removed, even where an older lvsgen added them.
-  for entry in "${LVS_HOST_ADDRESSES[@]}"; do
-    read -r cidr dev <<<"$entry"
-    want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
-  done
-  local addrs=$LVS_ADDRS
-  local kind
-  local -a stale=()
-  # One pass over the record finds what is stale; usually nothing is.
-  for key in "${!LVS_REC[@]}"; do
-    [[ -n ${want[$key]-} ]] || stale+=("$key")
-  done
-  ((${#stale[@]} > 0)) || return 0
-  # The forwarding policy goes after the sysctls: ip_forward is off again before it is.
-  for kind in sync fou addr route dummy sysctl timeouts nft link file; do
-    [[ $kind == route ]] && lvs_ip_flush # the addresses go first
-    [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
-    for key in "${stale[@]}"; do
-      [[ $key == "$kind"$'\t'* ]] || continue
-      line=${LVS_REC[$key]}
-      IFS=$'\t' read -r -a fields <<<"$line"
-      case $kind in
-        addr)
-          [[ $addrs == *$'\n'"${fields[1]} ${fields[2]}"$'\n'* ]] && lvs_ip addr del "${fields[1]}" dev "${fields[2]}"
-          ;;
-        route)
-          family=${fields[1]} via=${fields[2]} dev=${fields[3]} old=${fields[4]-}
-          f=$(ip "$family" route show default 2>/dev/null) || f=
-          if [[ $f == "default via $via dev $dev"* ]]; then
-            if [[ $old == "default via "* ]]; then
-              # shellcheck disable=SC2086 # the route the host had before, word by word
-              lvs_run ip "$family" route replace ${old}
-            else
-              lvs_run ip "$family" route del default via "$via" dev "$dev"
-            fi
-          fi
-          ;;
-        dummy)
-          ip link show dev "${fields[1]}" >/dev/null 2>&1 && lvs_ip link del "${fields[1]}"
-          ;;
-        sysctl)
-          # Put back the value the host had, unless someone changed it since.
-          lvs_sysctl_path "${fields[1]}"
-          f=$LVS_PATH
-          if [[ -r $f ]]; then
-            read -r old <"$f"
-            [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
-          fi
-          ;;
-        fou)
-          if [[ -d /sys/module/fou ]]; then
-            f=$(ip fou show 2>/dev/null) || f=
-            [[ $'\n'$f$'\n' == *$'\n'"port ${fields[1]} gue"[$' \n']* ]] && lvs_run ip fou del port "${fields[1]}"
-          fi
-          ;;
-        sync)
-          if [[ -r $LVSGEN_PROC_IPVS ]]; then
-            lvs_sync_read
-            lvs_sync_running "${fields[1]}"
-            [[ -z $LVS_LINE ]] || lvs_run ipvsadm --stop-daemon "${fields[1]}"
-          fi
-          ;;
-        timeouts)
-          # Put back the host's values, unless someone changed them since (or ip_vs is gone).
-          if [[ -r $LVSGEN_PROC_IPVS ]]; then
-            lvs_timeouts_read
-            # shellcheck disable=SC2086 # three numbers
-            [[ $LVS_TIMEOUTS_NOW == "${fields[3]}" ]] && lvs_run ipvsadm --set ${fields[2]}
-          fi
-          ;;
-        nft)
-          # shellcheck disable=SC2086 # family and name, two words
-          if nft list table ${fields[1]} >/dev/null 2>&1; then
-            lvs_run nft delete table ${fields[1]}
-          fi
-          ((LVS_DRY_RUN)) || rm -f -- "$LVSGEN_RUN/table.nft" "$LVSGEN_RUN/table.list" "$LVSGEN_RUN/table.union.nft"
-          ;;
-        link | file)
-          if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
-            lvs_run rm -f -- "${fields[1]}"
-            if [[ ${fields[1]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
-          fi
-          # and its twin in the boot copy
-          if [[ $kind == file && -f $LVSGEN_STATE/host${fields[1]} && ! $LVS_HERE -ef $LVSGEN_STATE/host ]]; then
-            lvs_run rm -f -- "$LVSGEN_STATE/host${fields[1]}"
-          fi
-          ;;
-      esac
-      ((LVS_DRY_RUN)) || lvs_record_drop "$key"
-    done
-  done
-}
-
-# --- IPVS timeouts ---------------------------------------------------------------------------------------
-# LVS_TIMEOUTS: "TCP TCPFIN UDP" in seconds, 0 for one the file leaves to the kernel. The
-# module forgets them when it is loaded again (at boot), so every run sets what differs.
-lvs_timeouts_read() { # sets LVS_TIMEOUTS_NOW to the kernel's "TCP TCPFIN UDP"
-  local line
-  line=$(ipvsadm -L --timeout 2>&1) || lvs_die "'ipvsadm -L --timeout' failed: $line"
-  # "Timeout (tcp tcpfin udp): 900 120 300"
-  [[ $line == "Timeout (tcp tcpfin udp): "* ]] || lvs_die "cannot read 'ipvsadm -L --timeout': $line"
-  LVS_TIMEOUTS_NOW=${line##*: }
-}
-
-lvs_timeouts() {
-  [[ -n ${LVS_TIMEOUTS:-} ]] || return 0
-  lvs_step timeouts
-  local -a want have
-  read -r -a want <<<"$LVS_TIMEOUTS"
-  if [[ ! -r $LVSGEN_PROC_IPVS ]] && ((LVS_DRY_RUN)); then
-    lvs_run ipvsadm --set "${want[@]}" # ip_vs is not loaded: the module would start at its defaults
-    return 0
-  fi
-  lvs_timeouts_read
-  read -r -a have <<<"$LVS_TIMEOUTS_NOW"
-  # The values the host had before lvsgen first set them, to put back when the file drops them:
-  # one the file leaves out (0) goes back to the host's own value once lvsgen has set it, and is
-  # the kernel's as it is when lvsgen has never touched the timeouts.
-  local old=${LVS_REC[timeouts$'\t'set]-}
-  local -a orig
-  if [[ -n $old ]]; then
-    IFS=$'\t' read -r _ _ old _ <<<"$old"
-  else
-    old=$LVS_TIMEOUTS_NOW
-  fi
-  read -r -a orig <<<"$old"
-  local i new=() v differ=0
-  for i in 0 1 2; do
-    v=${want[i]}
-    ((v != 0)) || v=${orig[i]:-${have[i]}}
-    ((v == have[i])) || differ=1
-    new+=("$v")
-  done
-  ((differ)) || return 0
-  lvs_record_add timeouts set "$old" "${new[*]}"
-  lvs_run ipvsadm --set "${new[@]}"
-  ((LVS_DRY_RUN)) && return 0
-  lvs_timeouts_read
-  [[ $LVS_TIMEOUTS_NOW == "${new[*]}" ]] ||
-    lvs_die "the IPVS timeouts are $LVS_TIMEOUTS_NOW after 'ipvsadm --set ${new[*]}', not ${new[*]}"
-}
-
-# --- connection sync daemons ------------------------------------------------------------------------------
+# --- templates/host/sync.sh -----------------------------------------------------------------------
+# sync.sh: the IPVS connection sync daemons (step sync-daemon). Uses common.sh and record.sh.
+#
 # LVS_SYNC: "STATE INTERFACE SYNCID MAXLEN" each (MAXLEN 0: the kernel's choice). They run in
 # the kernel until stopped or until ip_vs is unloaded, so a boot starts them again; that is
 # the network boot unit's job, once the interface is up.
@@ -1099,24 +1012,24 @@ lvs_sync() {
   done
 }
 
-# --- the IPVS table ---------------------------------------------------------------------------------------
-# Lines are in 'ipvsadm -S -n' form. A service is named by the words after -A up to its
-# options ("-t 192.0.2.1:80", "-f 7 -6"); a real server by its service and its -r address.
+# --- templates/host/ipvs-proc.awk (as LVS_AWK_IPVS_PROC) ------------------------------------------
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_IPVS_PROC='
+# ipvs-proc.awk: /proc/net/ip_vs read in ipvsadm -S -n form; functions only (in the engine:
+# LVS_AWK_IPVS_PROC). With ipvs-proc-print.awk it prints the table (lvs_ipvs_proc), with
+# ipvs-plan.awk it is how the plan reads the live table (lvs_ipvs_plan, both in ipvs.sh):
+#   awk -v hz=HZ -v counts=0 -f ipvs-proc.awk -f ipvs-proc-print.awk /proc/net/ip_vs
 #
-# The awk code below is shared by the functions after it: LVS_AWK_PROC reads
-# /proc/net/ip_vs into 'ipvsadm -S -n' form, LVS_AWK_PLAN computes the delta.
-
-# proc_line(): the current /proc/net/ip_vs line ($0) in 'ipvsadm -S -n' form ("" for the
-# header). With counts, a real-server line ends in its active connection count. Sets
-# proc_err to 3 (a persistent service and no HZ) or 2 (an unknown protocol), and fwm when it
-# meets a firewall-mark service, whose family /proc does not show.
+# proc_line(COUNTS): the current /proc/net/ip_vs line ($0) in ipvsadm -S -n form ("" for the
+# header). With COUNTS 1, a real-server line ends in its active connection count. Sets
+# proc_err to 3 (a persistent service and no hz) or 2 (an unknown protocol), and fwm when it
+# meets a firewall-mark service, whose family /proc does not show. hz is the kernel HZ, by
+# which /proc multiplies persistence timeouts.
 # /proc does not show: tunnel types (read as ipip, the default), scheduler flags (-b),
 # persistence engines (--pe), one-packet scheduling on IPv6 services, thresholds.
-# showable(): can /proc show everything the current 'ipvsadm -S -n' line ($0) says? Only
+# showable(): can /proc show everything the current ipvsadm -S -n line ($0) says? Only
 # lines in the exact form and option order ipvsadm prints qualify; anything else is read
 # with ipvsadm -S -n.
-# shellcheck disable=SC2016 # awk code: $ is awk's
-LVS_AWK_PROC='
 # Two hex digits at a time from a table, and every address converted once: /proc has
 # thousands of lines, and awk is slow at the digit-by-digit way.
 function hex_init(   i, d, a, b) { d = "0123456789ABCDEF"; for (i = 0; i < 256; i++) { a = substr(d, int(i / 16) + 1, 1); b = substr(d, i % 16 + 1, 1); HX[a b] = i }; hex_ready = 1 }
@@ -1189,31 +1102,51 @@ function showable() {
 }
 '
 
-# LVS_AWK_PLAN: the delta, from file 1 (DESIRED), file 2 (LIVE, in 'ipvsadm -S -n' form, or
-# /proc/net/ip_vs when fmt is "proc") and file 3 (RECORDED: services lvsgen added, one name
-# a line). Without split, it prints tagged lines:
-#   A <ipvsadm line>   phase 1, one 'ipvsadm -R': add or edit services, then real servers,
+# --- templates/host/ipvs-proc-print.awk (as LVS_AWK_IPVS_PROC_PRINT) ------------------------------
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_IPVS_PROC_PRINT='
+# ipvs-proc-print.awk: /proc/net/ip_vs printed in ipvsadm -S -n form, in one pass, with the
+# functions of ipvs-proc.awk (in the engine: LVS_AWK_IPVS_PROC_PRINT). lvs_ipvs_proc (ipvs.sh):
+#   awk -v hz=HZ -v counts=0|1 -f ipvs-proc.awk -f ipvs-proc-print.awk /proc/net/ip_vs
+# Exit status 3: a persistent service and no hz; 2: an unknown protocol; 4: the lines are all
+# printed, but one is a firewall-mark service, which must be read with ipvsadm -S -n.
+{ line = proc_line(counts); if (proc_err) exit proc_err; if (line != "") print line }
+END { if (proc_err) exit proc_err; if (fwm) exit 4 }
+'
+
+# --- templates/host/ipvs-plan.awk (as LVS_AWK_IPVS_PLAN) ------------------------------------------
+# shellcheck disable=SC2016 # awk code: $ is awk's
+LVS_AWK_IPVS_PLAN='
+# ipvs-plan.awk: the delta of the IPVS table (in the engine: LVS_AWK_IPVS_PLAN). It needs the
+# functions of ipvs-proc.awk; lvs_ipvs_plan (ipvs.sh) runs the two as
+#   awk -v owned=1 -v drain=1 -v fmt=save|proc -v split_dir=DIR -v hz=HZ -v host=NAME -v dry=0 \
+#       -v timeout=SECONDS -v img=IMAGE -v imgkey=MD5 -f ipvs-proc.awk -f ipvs-plan.awk \
+#       [file=0 ONLY] file=2 LIVE file=1 DESIRED file=3 RECORDED
+# (every -v may be left out: split_dir, img and imgkey empty, the numbers 0, fmt save).
+# It reads file 1 (DESIRED), file 2 (LIVE, in ipvsadm -S -n form, or /proc/net/ip_vs when fmt
+# is "proc") and file 3 (RECORDED: services lvsgen added, one name a line). Without split_dir,
+# it prints tagged lines:
+#   A <ipvsadm line>   phase 1, one ipvsadm -R: add or edit services, then real servers,
 #                      then set the real servers that go to weight 0 (drain)
 #   W <service> <rs>   wait until that real server has no active connection
-#   R <ipvsadm line>   phase 2, one 'ipvsadm -R': delete real servers, then services
-# With split=DIR it writes them to DIR/plan, the bare lines to DIR/A, DIR/W and DIR/R, what
+#   R <ipvsadm line>   phase 2, one ipvsadm -R: delete real servers, then services
+# With split_dir=DIR it writes them to DIR/plan, the bare lines to DIR/A, DIR/W and DIR/R, what
 # to print to DIR/show (the commands as run, or as they would run with dry=1), and the
 # record of services as it must be before (DIR/services.before) and after (DIR/services.after)
 # the change, and the names of the services the A and R lines touch (DIR/touched); it prints
 # the counts "A W R ADDED DELETED".
-# With img (the image of DESIRED, ipvsadm.proc in the host folder, see lvsgen/procimage.py) whose first
-# line ends in imgkey (DESIRED's MD5 sum) and fmt "proc", DESIRED is not read: each /proc line is
-# looked up in the image by its words, and only the lines that match nothing are converted. A
-# table equal to the file is then settled by lookups alone, and the plan is the same.
+# With img (the image of DESIRED, ipvsadm.proc in the host folder, see lvsgen/procimage.py)
+# whose first line ends in imgkey (the MD5 sum of DESIRED) and fmt "proc", DESIRED is not read:
+# each /proc line is looked up in the image by its words, and only the lines that match nothing
+# are converted. A table equal to the file is then settled by lookups alone, and the plan is
+# the same.
 # With file 0 (ONLY: service names, one a line, given first) the plan is scoped: lines of
 # other services, in DESIRED and LIVE alike, are skipped unread. The plan is then the full
 # plan restricted to those services; the verify after a change reads back only what it touched.
 # Exit 5: with fmt "proc", DESIRED uses something /proc cannot show; 3 and 4: see proc_line.
 # With an image, file 0 is ignored (lvs_ipvs_diff gives a scoped plan no image).
 # A service is deleted if it is not described and either owned is 1 or it is in RECORDED.
-# A described service is lvsgen's with all of its real servers.
-# shellcheck disable=SC2016 # awk code: $ is awk's
-LVS_AWK_PLAN='
+# A described service belongs to lvsgen with all of its real servers.
 function rest(from,   i, s) { s = ""; for (i = from; i <= NF; i++) s = s (s == "" ? "" : " ") $i; return s }
 function bad(what) { printf "lvsgen: %s line %d: cannot read: %s\n", what, lineno, $0 > "/dev/stderr"; failed = 2; exit 2 }
 function svcname(   i, s) { sname_end = 3; if ($2 == "-f" && $4 == "-6") sname_end = 4; s = $2; for (i = 3; i <= sname_end; i++) s = s " " $i; return s }
@@ -1432,30 +1365,41 @@ END {
 }
 '
 
-# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR [ONLY]]]: see LVS_AWK_PLAN.
+# --- templates/host/ipvs.sh -----------------------------------------------------------------------
+# ipvs.sh: the IPVS table (steps ipvs and drain): read once, the delta applied in two
+# 'ipvsadm -R' batches around the drain, then verified; the kernel's HZ; the marker of options
+# /proc cannot show. Uses common.sh, record.sh and files.sh (the sums of the rules file and
+# its image).
+#
+# Lines are in 'ipvsadm -S -n' form. A service is named by the words after -A up to its
+# options ("-t 192.0.2.1:80", "-f 7 -6"); a real server by its service and its -r address.
+#
+# The awk programs the functions below run are files of their own, which the engine holds as
+# variables: ipvs-proc.awk (LVS_AWK_IPVS_PROC) reads /proc/net/ip_vs in 'ipvsadm -S -n' form,
+# ipvs-proc-print.awk (LVS_AWK_IPVS_PROC_PRINT) prints the whole table so, ipvs-plan.awk
+# (LVS_AWK_IPVS_PLAN) computes the delta.
+
+# lvs_ipvs_plan DESIRED LIVE RECORDED OWNED DRAIN [FMT [SPLIT_DIR [ONLY]]]: see ipvs-plan.awk.
 lvs_ipvs_plan() {
   local -a scope=()
   [[ -z ${8:-} ]] || scope=(file=0 "$8")
   LC_ALL=C awk -v owned="$4" -v drain="$5" -v fmt="${6:-save}" -v split_dir="${7:-}" -v hz="${LVS_HZ:-0}" \
     -v host="${LVS_HOST:-}" -v dry="$LVS_DRY_RUN" -v timeout="${LVS_DRAIN_TIMEOUT:-0}" \
     -v img="${LVS_IMG_IN:-}" -v imgkey="${LVS_IMG_KEY:-}" \
-    "$LVS_AWK_PROC$LVS_AWK_PLAN" "${scope[@]}" file=2 "$2" file=1 "$1" file=3 "$3"
+    "$LVS_AWK_IPVS_PROC$LVS_AWK_IPVS_PLAN" "${scope[@]}" file=2 "$2" file=1 "$1" file=3 "$3"
 }
 
 # lvs_ipvs_proc [HZ] [COUNTS]: /proc/net/ip_vs in 'ipvsadm -S -n' form, read in one pass.
 # Status 3: a persistent service and no HZ; 2: an unknown protocol; 4: the lines are all
 # printed, but one is a firewall-mark service, which must be read with ipvsadm -S -n.
 lvs_ipvs_proc() {
-  LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" "$LVS_AWK_PROC"'
-    { line = proc_line(counts); if (proc_err) exit proc_err; if (line != "") print line }
-    END { if (proc_err) exit proc_err; if (fwm) exit 4 }
-  ' "$LVSGEN_PROC_IPVS"
+  LC_ALL=C awk -v hz="${1:-0}" -v counts="${2:-0}" "$LVS_AWK_IPVS_PROC$LVS_AWK_IPVS_PROC_PRINT" "$LVSGEN_PROC_IPVS"
 }
 
 # lvs_ipvs_proc_can_show DESIRED: does /proc/net/ip_vs show every option DESIRED uses? The
 # plan calls showable() itself; this is the same check on a whole file, for the tests.
 lvs_ipvs_proc_can_show() {
-  LC_ALL=C awk "$LVS_AWK_PROC"'/^[ \t]*$/ || /^#/ { next } { if (!showable()) exit 1 }' "$1"
+  LC_ALL=C awk "$LVS_AWK_IPVS_PROC"'/^[ \t]*$/ || /^#/ { next } { if (!showable()) exit 1 }' "$1"
 }
 
 # The kernel HZ, which /proc/net/ip_vs needs for persistence timeouts, in LVS_HZ: kept in
@@ -1529,7 +1473,7 @@ lvs_ipvs_hidden_of() { # DESIRED: the whole rules file
 }
 
 # lvs_ipvs_diff DESIRED DRAIN DIR [ONLY]: the delta between DESIRED and the live table, split into
-# DIR (see LVS_AWK_PLAN); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
+# DIR (see ipvs-plan.awk); sets LVS_COUNTS. The live table is read from /proc/net/ip_vs in the
 # same awk process, unless it has or may have options /proc cannot show (lvs_ipvs_hidden_of,
 # the marker): then with 'ipvsadm -S -n'. Sets LVS_IPVS_HIDDEN.
 lvs_ipvs_diff() {
@@ -1558,13 +1502,14 @@ lvs_ipvs_diff() {
     grep -F -f "$dir/pattern" -- "$desired" >"$dir/desired" || (($? == 1)) || lvs_die "cannot read $desired"
     desired=$dir/desired
   fi
-  # The image is used only with the file it was made from: its sum, known once lvs_files
-  # inspected the files, is taken here on the paths that do not (boot, a first run's load).
+  # The image is used only with the file it was made from: its sum, known once
+  # lvs_files_inspect inspected the files, is taken here on the paths that do not (boot, a
+  # first run's load).
   if [[ -n $image && -z ${LVS_SUM[$desired]-} ]]; then lvs_inspect_files "$desired"; fi
   lvs_ipvs_hidden_of "$1" # of the whole file, even when a scope narrowed DESIRED
   if [[ -r $LVSGEN_PROC_IPVS ]] && ((LVS_IPVS_HIDDEN == 0)) && [[ ! -e $LVSGEN_STATE/ipvs-hidden ]]; then
     lvs_kernel_hz
-    # The image (see LVS_AWK_PLAN), if it was made from this very file.
+    # The image (see ipvs-plan.awk), if it was made from this very file.
     local LVS_IMG_IN='' LVS_IMG_KEY=''
     if [[ -n $image && -n ${LVS_SUM[$desired]-} ]]; then
       LVS_IMG_IN=$LVS_HERE/$image LVS_IMG_KEY=${LVS_SUM[$desired]}
@@ -1699,10 +1644,10 @@ lvs_ipvs_early() {
 }
 
 # lvs_ipvs_plan_early: the plan of a table lvs_ipvs_early did not load (the one pass over the
-# table that every run makes) in a background subshell, started by the files step once it has
-# the sums (the image is checked against the rules file's) and while it installs the files;
-# lvs_ipvs_planned takes its results. The subshell holds the lock (fd 9) until it ends, even if
-# this run dies meanwhile.
+# table that every run makes) in a background subshell, started in the files step once it has
+# the sums (lvs_files_inspect: the image is checked against the rules file's) and while it
+# installs the files (lvs_files); lvs_ipvs_planned takes its results. The subshell holds the
+# lock (fd 9) until it ends, even if this run dies meanwhile.
 LVS_IPVS_PLAN_BG=''
 lvs_ipvs_plan_early() {
   [[ -n $LVS_RULES ]] || return 0
@@ -1710,6 +1655,7 @@ lvs_ipvs_plan_early() {
   local w=$LVSGEN_RUN/plan
   : >"$w/planned"
   (
+    # shellcheck disable=SC2034 # read by lvs_die (common.sh)
     LVS_STEP=ipvs
     lvs_ipvs_diff "$LVS_HERE/$LVS_RULES" "$LVS_DRAIN" "$w"
     printf '%s %s %s\n' "${LVS_HZ:-0}" "$LVS_IPVS_HIDDEN" "$LVS_COUNTS" >"$w/planned"
@@ -1813,14 +1759,31 @@ lvs_ipvs_hidden_mark() {
   fi
 }
 
-# --- connection thresholds ---------------------------------------------------------------------------------
-# 'ipvsadm -S' never prints -x/-y, so the rules file cannot hold them and the table's plan does
-# not see them; an edit of a real server (-e) without them also sets them to 0. After the table,
-# LVS_AWK_THRESHOLDS compares 'ipvsadm -L -n --thresholds' with the thresholds file for every
-# real server of a described service (one the file does not name must be at 0 0) and prints
-# the -e lines that put each right, with the real server's attributes from the rules file.
+lvs_drain() { # WFILE: wait until the draining real servers have no active connection
+  local waits=$1 active start=$SECONDS
+  ((LVS_DRAIN_TIMEOUT > 0)) || return 0
+  while :; do
+    active=$(lvs_ipvs_active "$waits")
+    ((active == 0)) && return 0
+    if ((SECONDS - start >= LVS_DRAIN_TIMEOUT)); then
+      lvs_say "drain: $active connection(s) still active after ${LVS_DRAIN_TIMEOUT} s; removing anyway"
+      return 0
+    fi
+    lvs_say "drain: waiting for $active active connection(s) to end"
+    sleep 1
+  done
+}
+
+# --- templates/host/thresholds.awk (as LVS_AWK_THRESHOLDS) ----------------------------------------
 # shellcheck disable=SC2016 # awk code: $ is awk's
 LVS_AWK_THRESHOLDS='
+# thresholds.awk: the -e lines that put the connection thresholds of real servers right, for
+# lvs_thresholds_plan (thresholds.sh), which runs it as LVS_AWK_THRESHOLDS (its name in the engine):
+#   awk -f thresholds.awk file=1 RULES file=2 THRESHOLDS file=3 LISTING
+# RULES is the rules file, THRESHOLDS the thresholds file (SERVICE -r SERVER -x UPPER -y LOWER,
+# a line), LISTING what ipvsadm -L -n --thresholds prints. For every real server of a described
+# service (one the thresholds file does not name must be at 0 0) whose thresholds differ, it
+# prints the -e line that puts them right, with the attributes RULES gives that real server.
 function svcname(   i, s) { s = $2; n_end = 3; if ($2 == "-f" && $4 == "-6") n_end = 4; for (i = 3; i <= n_end; i++) s = s " " $i; return s }
 file == 1 && $1 == "-a" {  # the rules file: every real server of a described service, its attributes
   k = svcname(); for (i = n_end + 1; i <= NF && $i != "-r"; i++) ; rs = $(i + 1)
@@ -1843,6 +1806,15 @@ file == 3 && $1 == "->" && $2 != "RemoteAddress:Port" && svc != "" {
 }
 '
 
+# --- templates/host/thresholds.sh -----------------------------------------------------------------
+# thresholds.sh: the connection thresholds of real servers (step thresholds), after the
+# table. Uses common.sh, record.sh and ipvs.sh (lvs_ipvs_batch).
+#
+# 'ipvsadm -S' never prints -x/-y, so the rules file cannot hold them and the table's plan does
+# not see them; an edit of a real server (-e) without them also sets them to 0. After the table,
+# thresholds.awk (LVS_AWK_THRESHOLDS) compares 'ipvsadm -L -n --thresholds' with the thresholds
+# file for every real server of a described service and gives the -e lines that put each right.
+
 lvs_thresholds_plan() { # RULES THRESHOLDS LISTING: the -e lines that put the thresholds right
   LC_ALL=C awk "$LVS_AWK_THRESHOLDS" file=1 "$1" file=2 "$2" file=3 "$3"
 }
@@ -1854,7 +1826,7 @@ lvs_thresholds() {
   # Only a table that has, or had, thresholds pays for the listing.
   [[ $tfile != /dev/null || -n ${LVS_REC[thresholds$'\t'set]-} ]] || return 0
   lvs_step thresholds
-  local w=$LVSGEN_RUN/plan fix err rc=0
+  local w=$LVSGEN_RUN/plan fix
   [[ -d $w ]] || mkdir -p -- "$w"
   if [[ ! -r $LVSGEN_PROC_IPVS ]]; then # a dry run before ip_vs is loaded: all of them
     ((LVS_DRY_RUN)) || lvs_die "ip_vs is not loaded"
@@ -1881,28 +1853,175 @@ lvs_thresholds() {
   lvs_record_add thresholds set
   printf '%s\n' "$fix" >"$w/thresholds.fix"
   LVS_IPVS_ERRORS=
-  lvs_ipvs_batch "thresholds" "$w/thresholds.fix" || rc=$?
+  lvs_ipvs_batch "thresholds" "$w/thresholds.fix" || true # the check below says what is left
   ipvsadm -L -n --thresholds >"$w/listing" 2>&1 || lvs_die "'ipvsadm -L -n --thresholds' failed: see $w/listing"
   fix=$(lvs_thresholds_plan "$LVS_HERE/$LVS_RULES" "$tfile" "$w/listing") || lvs_die "cannot compare the thresholds (see above)"
   [[ -z $fix ]] || lvs_die "the thresholds do not match $tfile after applying them"$'\n'"${LVS_IPVS_ERRORS}still to do:"$'\n'"$fix"
 }
 
-lvs_drain() { # WFILE: wait until the draining real servers have no active connection
-  local waits=$1 active start=$SECONDS
-  ((LVS_DRAIN_TIMEOUT > 0)) || return 0
-  while :; do
-    active=$(lvs_ipvs_active "$waits")
-    ((active == 0)) && return 0
-    if ((SECONDS - start >= LVS_DRAIN_TIMEOUT)); then
-      lvs_say "drain: $active connection(s) still active after ${LVS_DRAIN_TIMEOUT} s; removing anyway"
-      return 0
-    fi
-    lvs_say "drain: waiting for $active active connection(s) to end"
-    sleep 1
+# --- templates/host/remove.sh ---------------------------------------------------------------------
+# remove.sh: removal of what this build no longer describes (step remove). Uses every part
+# that adds something: common.sh, record.sh, net.sh, kernel.sh, files.sh, nft.sh, sync.sh.
+#
+# Only lines of the record are candidates, in the reverse order of setup: the table first
+# (lvs_ipvs does that), then addresses, routes, devices, sysctls, files.
+lvs_remove_stale() {
+  lvs_step remove
+  local -A want=()
+  local entry cidr dev key line family via old f
+  local -a fields
+  for entry in "${LVS_ADDRESSES[@]}"; do
+    read -r cidr dev _ <<<"$entry"
+    want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
+  done
+  for entry in "${LVS_DUMMIES[@]}"; do want["dummy"$'\t'"$entry"]=1; done
+  for entry in "${LVS_ROUTES[@]}"; do want["route"$'\t'"${entry%% *}"]=1; done
+  for entry in "${LVS_SYSCTLS[@]}"; do want["sysctl"$'\t'"${entry% *}"]=1; done
+  for entry in "${LVS_FILES[@]}"; do want["file"$'\t'"/${entry% *}"]=1; done
+  for entry in "${LVS_UNITS[@]}"; do want["link"$'\t'"$LVS_WANTS/${entry##*/}"]=1; done
+  [[ -z ${LVS_NFT:-} ]] || want["nft"$'\t'"$LVS_NFT_NAME"]=1
+  [[ -z ${LVS_TIMEOUTS:-} ]] || want["timeouts"$'\t'set]=1
+  for entry in "${LVS_SYNC[@]}"; do want["sync"$'\t'"${entry%% *}"]=1; done
+  for entry in "${LVS_FOU[@]}"; do want["fou"$'\t'"$entry"]=1; done
+  # The host's own addresses are never removed, even where an older lvsgen added them.
+  for entry in "${LVS_HOST_ADDRESSES[@]}"; do
+    read -r cidr dev <<<"$entry"
+    want["addr"$'\t'"$cidr"$'\t'"$dev"]=1
+  done
+  local addrs=$LVS_ADDRS
+  local kind
+  local -a stale=()
+  # One pass over the record finds what is stale; usually nothing is.
+  for key in "${!LVS_REC[@]}"; do
+    [[ -n ${want[$key]-} ]] || stale+=("$key")
+  done
+  ((${#stale[@]} > 0)) || return 0
+  # The forwarding policy goes after the sysctls: ip_forward is off again before it is.
+  for kind in sync fou addr route dummy sysctl timeouts nft link file; do
+    [[ $kind == route ]] && lvs_ip_flush # the addresses go first
+    [[ $kind == sysctl ]] && lvs_ip_flush # then the devices
+    for key in "${stale[@]}"; do
+      [[ $key == "$kind"$'\t'* ]] || continue
+      line=${LVS_REC[$key]}
+      IFS=$'\t' read -r -a fields <<<"$line"
+      case $kind in
+        addr)
+          [[ $addrs == *$'\n'"${fields[1]} ${fields[2]}"$'\n'* ]] && lvs_ip addr del "${fields[1]}" dev "${fields[2]}"
+          ;;
+        route)
+          family=${fields[1]} via=${fields[2]} dev=${fields[3]} old=${fields[4]-}
+          f=$(ip "$family" route show default 2>/dev/null) || f=
+          if [[ $f == "default via $via dev $dev"* ]]; then
+            if [[ $old == "default via "* ]]; then
+              # shellcheck disable=SC2086 # the route the host had before, word by word
+              lvs_run ip "$family" route replace ${old}
+            else
+              lvs_run ip "$family" route del default via "$via" dev "$dev"
+            fi
+          fi
+          ;;
+        dummy)
+          ip link show dev "${fields[1]}" >/dev/null 2>&1 && lvs_ip link del "${fields[1]}"
+          ;;
+        sysctl)
+          # Put back the value the host had, unless someone changed it since.
+          lvs_sysctl_path "${fields[1]}"
+          f=$LVS_PATH
+          if [[ -r $f ]]; then
+            read -r old <"$f"
+            [[ $old == "${fields[3]}" ]] && lvs_sysctl_set "${fields[1]}" "${fields[2]}"
+          fi
+          ;;
+        fou)
+          if [[ -d /sys/module/fou ]]; then
+            f=$(ip fou show 2>/dev/null) || f=
+            [[ $'\n'$f$'\n' == *$'\n'"port ${fields[1]} gue"[$' \n']* ]] && lvs_run ip fou del port "${fields[1]}"
+          fi
+          ;;
+        sync)
+          if [[ -r $LVSGEN_PROC_IPVS ]]; then
+            lvs_sync_read
+            lvs_sync_running "${fields[1]}"
+            [[ -z $LVS_LINE ]] || lvs_run ipvsadm --stop-daemon "${fields[1]}"
+          fi
+          ;;
+        timeouts)
+          # Put back the host's values, unless someone changed them since (or ip_vs is gone).
+          if [[ -r $LVSGEN_PROC_IPVS ]]; then
+            lvs_timeouts_read
+            # shellcheck disable=SC2086 # three numbers
+            [[ $LVS_TIMEOUTS_NOW == "${fields[3]}" ]] && lvs_run ipvsadm --set ${fields[2]}
+          fi
+          ;;
+        nft)
+          # shellcheck disable=SC2086 # family and name, two words
+          if nft list table ${fields[1]} >/dev/null 2>&1; then
+            lvs_run nft delete table ${fields[1]}
+          fi
+          ((LVS_DRY_RUN)) || rm -f -- "$LVSGEN_RUN/table.nft" "$LVSGEN_RUN/table.list" "$LVSGEN_RUN/table.union.nft"
+          ;;
+        link | file)
+          if [[ -e ${fields[1]} || -L ${fields[1]} ]]; then
+            lvs_run rm -f -- "${fields[1]}"
+            # shellcheck disable=SC2034 # read in files.sh
+            if [[ ${fields[1]} == /etc/systemd/system/* ]]; then LVS_UNITS_CHANGED=1; fi
+          fi
+          # and its twin in the boot copy
+          if [[ $kind == file && -f $LVSGEN_STATE/host${fields[1]} && ! $LVS_HERE -ef $LVSGEN_STATE/host ]]; then
+            lvs_run rm -f -- "$LVSGEN_STATE/host${fields[1]}"
+          fi
+          ;;
+      esac
+      ((LVS_DRY_RUN)) || lvs_record_drop "$key"
+    done
   done
 }
 
-# --- main -----------------------------------------------------------------------------------------------
+# --- templates/host/main.sh -----------------------------------------------------------------------
+# main.sh: the arguments (lvs_parse_args) and the run (lvsgen_main), which goes through the
+# steps in order. A step that fails is named in the message ("error in step NAME"); its code
+# is in the part this table gives:
+#   preflight                         preflight.sh
+#   modules, sysctls, timeouts        kernel.sh
+#   nftables                          nft.sh
+#   files, copy, boot-unit            files.sh
+#   ipvs, drain                       ipvs.sh
+#   thresholds                        thresholds.sh
+#   fou, devices, addresses, routes   net.sh
+#   sync-daemon                       sync.sh
+#   remove                            remove.sh
+#   start, finish                     main.sh (the arguments; the record and the summary)
+# Uses every other part.
+lvs_usage() {
+  printf '%s\n' \
+    "usage: setup.sh [--dry-run] [--force] [--no-drain] [--boot | --boot-network]" \
+    "  --dry-run   print every command that would run, change nothing;" \
+    "              exit 0 when there is nothing to do, 2 when changes are pending" \
+    "  --force     run even though the hostname is not '$LVS_HOSTNAME'" \
+    "  --no-drain  remove real servers at once instead of draining them first" \
+    "  --boot      what lvsgen.service runs early at boot, before the network: modules," \
+    "              sysctls, the IPVS table, lvsgen's own devices and their addresses" \
+    "  --boot-network  what lvsgen-network.service runs once the network is up: all" \
+    "              but the files (the addresses and routes on the host's NIC)"
+}
+
+lvs_parse_args() {
+  while (($# > 0)); do
+    # shellcheck disable=SC2034 # LVS_FORCE and LVS_DRAIN are read in preflight.sh and ipvs.sh
+    case $1 in
+      --dry-run) LVS_DRY_RUN=1 ;;
+      --force) LVS_FORCE=1 ;;
+      --no-drain) LVS_DRAIN=0 ;;
+      --boot) LVS_BOOT=1 LVS_FORCE=1 ;;
+      --boot-network) LVS_BOOT=2 LVS_FORCE=1 ;;
+      -h | --help) lvs_usage; exit 0 ;;
+      *) lvs_usage >&2; lvs_die "unknown argument '$1'" ;;
+    esac
+    shift
+  done
+}
+
+# lvsgen_main ARG...: the run. setup.sh calls it with its own arguments.
 lvsgen_main() {
   : "${LVS_TABLE_OWNED:=1}" "${LVS_DRAIN_TIMEOUT:=0}" "${LVS_TIMEOUTS:=}" # directors set these
   set -o errtrace
@@ -1932,8 +2051,11 @@ lvsgen_main() {
     lvs_nftables
     lvs_sysctls
     lvs_timeouts
-    # The table is loaded (a first run) or planned while the files are installed.
+    # The table is loaded (a first run) or planned while the files are installed: the plan
+    # starts once the files' sums are known (it checks the image against the rules file's).
     lvs_ipvs_early
+    lvs_files_inspect
+    lvs_ipvs_plan_early
     lvs_files
     lvs_enable_unit
     lvs_ipvs
@@ -1961,6 +2083,7 @@ lvsgen_main() {
   elif ((LVS_CHANGES == 0)); then
     lvs_say "no changes: already in the described state"
   else
+    # shellcheck disable=SC2153 # LVS_HOST: setup.sh sets it
     lvs_say "$LVS_CHANGES change(s) made; host '$LVS_HOST' of cluster '$LVS_CLUSTER' is in the described state"
   fi
 }
