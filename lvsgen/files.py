@@ -4,13 +4,16 @@ artifact kind in lvsgen.artifacts spells it as files with these names."""
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 
 from lvsgen.model import Cluster
 
 SETUP = "setup.sh"
 LIBRARY = "lvsgen.sh"  # the host engine, the same on every host: lvsgen.engine assembles it
-CLOUD_INIT = "cloud-init.yaml"
+# gzip-compressed: cloud-init uncompresses user-data itself, and only so does a director's fit
+# the 64 KB that OpenStack and vSphere take (README, "cloud-init"). `zcat` shows the YAML.
+CLOUD_INIT = "cloud-init.yaml.gz"
 MANIFEST = ".lvsgen-manifest"
 # lvsgen's own folder under /etc: /etc/ipvsadm.rules belongs to the ipvsadm package.
 RULES = "etc/lvsgen/ipvsadm.rules"
@@ -47,6 +50,12 @@ class File:
     path: str  # relative to the host's folder
     text: str
     mode: int = MODE_FILE
+    gzip: bool = False  # stored gzip-compressed (text is what it uncompresses to)
+
+    def data(self) -> bytes:
+        """The file's bytes. gzip output is made deterministic: no name, mtime 0, level 9."""
+        data = self.text.encode("utf-8")
+        return gzip.compress(data, compresslevel=9, mtime=0) if self.gzip else data
 
 
 def header(cluster: Cluster) -> str:

@@ -226,7 +226,7 @@ def changes(out: Path, plan: dict[str, list[File]]) -> Changes:
     hosts: list[Path] = []  # the host folders the build writes or removes files in
 
     def compare(folder: Path, f: File) -> None:
-        data = f.text.encode("utf-8")
+        data = f.data()
         kind = _difference(folder / f.path, data, f.mode)
         if kind is not None:
             files.append(Change(kind, folder / f.path, data, f.mode))

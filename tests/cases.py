@@ -8,6 +8,7 @@ stderr and exit code lvsgen must give for it.
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -56,3 +57,11 @@ def tree(folder: Path) -> dict[str, tuple[bytes, int]]:
         if path.is_file():
             out[path.relative_to(folder).as_posix()] = (path.read_bytes(), path.stat().st_mode & 0o777)
     return out
+
+
+USER_DATA = "cloud-init.yaml.gz"
+
+
+def user_data(host: Path) -> str:
+    """A host folder's cloud-init user-data, uncompressed: the YAML cloud-init reads."""
+    return gzip.decompress((host / USER_DATA).read_bytes()).decode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cases import ROOT, golden_cases, lvsgen
+from cases import ROOT, USER_DATA, golden_cases, lvsgen, user_data
 from lint import networkd_available, networkd_warnings
 
 SCRIPTS = sorted(p for case in golden_cases() for p in (case / "expected").glob("*/setup.sh"))
@@ -40,7 +41,7 @@ def test_bash_syntax_and_header(script: Path) -> None:
 
 @pytest.mark.parametrize("host", HOSTS, ids=lambda p: f"{p.parts[-3]}/{p.name}")
 def test_cloud_init_installs_exactly_the_host_folder(host: Path) -> None:
-    text = (host / "cloud-init.yaml").read_text()
+    text = user_data(host)
     assert text.startswith("#cloud-config\n")
     doc = yaml.safe_load(text)
     assert len(doc["runcmd"]) == 1 and doc["runcmd"][0][:2] == ["bash", "-c"]
@@ -52,7 +53,7 @@ def test_cloud_init_installs_exactly_the_host_folder(host: Path) -> None:
     expected = {
         "/var/lib/lvsgen/host/" + p.relative_to(host).as_posix(): p
         for p in host.rglob("*")
-        if p.is_file() and p.name not in ("cloud-init.yaml", ".lvsgen-manifest")
+        if p.is_file() and p.name not in (USER_DATA, ".lvsgen-manifest")
     }
     assert sorted(written) == sorted(expected)
     for path, src in expected.items():
@@ -129,7 +130,7 @@ def test_yaml_emitters_write_the_same_bytes(host: Path) -> None:
     give the committed bytes, or the output would depend on the machine."""
     from lvsgen.artifacts.cloud_init import literal_dumper
 
-    text = (host / "cloud-init.yaml").read_text()
+    text = user_data(host)
     body = text.split("\n", 2)[2]  # after "#cloud-config" and the header comment
     doc = yaml.safe_load(text)
     dumpers = [yaml.SafeDumper] + ([yaml.CSafeDumper] if getattr(yaml, "__with_libyaml__", False) else [])
@@ -175,8 +176,8 @@ def test_tun_real_server_loosens_rp_filter_on_tunl0_only() -> None:
 def test_cloud_init_runcmd_fails_loudly_with_setup_sh(tmp_path: Path, status: int) -> None:
     """The runcmd line, run as cloud-init runs it, with a stand-in setup.sh: its exit status
     passes through, and a failure is said on stderr (and the console, where there is one)."""
-    host = next(h for h in HOSTS if (h / "cloud-init.yaml").exists())
-    command = yaml.safe_load((host / "cloud-init.yaml").read_text())["runcmd"][0]
+    host = next(h for h in HOSTS if (h / USER_DATA).exists())
+    command = yaml.safe_load(user_data(host))["runcmd"][0]
     fake = tmp_path / "host dir" / "setup.sh"
     fake.parent.mkdir()
     fake.write_text(f"echo running; exit {status}\n")
@@ -221,7 +222,7 @@ def test_forwarding_policy_only_without_opt_out(tmp_path: Path) -> None:
     edge = tmp_path / "out/edge"
     assert not (edge / "etc/lvsgen/lvsgen.nft").exists()
     assert "LVS_NFT=''" in (edge / "setup.sh").read_text()
-    assert "nftables" not in (edge / "cloud-init.yaml").read_text().split("write_files:")[0]
+    assert "nftables" not in user_data(edge).split("write_files:")[0]
     assert "the host's own firewall decides" in (edge / "etc/sysctl.d/99-zz-lvsgen.conf").read_text()
 
 
@@ -239,5 +240,26 @@ def test_marks_without_forwarding_policy(tmp_path: Path) -> None:
     assert "hook forward" not in table and "nat_replies" not in table
     assert "ip daddr 203.0.113.10 tcp dport { 8000-8009, 8080 } meta mark set 1" in table
     assert "LVS_NFT='etc/lvsgen/lvsgen.nft'" in (edge / "setup.sh").read_text()
-    assert "- nftables" in (edge / "cloud-init.yaml").read_text().split("write_files:")[0]
+    assert "- nftables" in user_data(edge).split("write_files:")[0]
     assert "nf_tables" in (edge / "etc/modules-load.d/lvsgen.conf").read_text()
+
+
+# OpenStack nova refuses user-data over 65,535 bytes once base64-encoded; vSphere's guestinfo
+# holds 64 KiB. The user-data is gzip-compressed so that a director's fits (README).
+USER_DATA_LIMIT = 65_535
+
+
+def test_every_golden_user_data_fits_64_kb_after_base64() -> None:
+    sizes = {p: len(base64.b64encode(p.read_bytes())) for case in golden_cases() for p in (case / "expected").glob(f"*/{USER_DATA}")}
+    largest = max(sizes, key=sizes.__getitem__)
+    # the largest is a director's (the engine, the table and its image): the one that matters
+    assert (largest.parent / "etc/lvsgen/ipvsadm.rules").exists(), largest
+    assert sizes[largest] <= USER_DATA_LIMIT, f"{largest}: {sizes[largest]} bytes after base64, over {USER_DATA_LIMIT}"
+
+
+def test_user_data_is_the_gzip_of_its_yaml_and_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """Deterministic gzip: no file name, time 0, so a rebuild writes the same bytes."""
+    host = next(iter(HOSTS))
+    data = (host / USER_DATA).read_bytes()
+    assert data[:2] == b"\x1f\x8b" and data[4:8] == b"\0\0\0\0" and not data[3] & 0x08, "gzip with an mtime or a name"
+    assert user_data(host).startswith("#cloud-config\n")

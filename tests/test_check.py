@@ -76,8 +76,8 @@ def test_same_bytes_other_bytes_same_size(built: tuple[Path, Path]) -> None:
 def test_chmod_is_reported(built: tuple[Path, Path]) -> None:
     src, out = built
     (out / "rs1/setup.sh").chmod(0o644)
-    (out / "rs2/cloud-init.yaml").chmod(0o600)
-    assert check(src, out)[:2] == (1, [f"mode     {out}/rs1/setup.sh", f"mode     {out}/rs2/cloud-init.yaml"])
+    (out / "rs2/cloud-init.yaml.gz").chmod(0o600)
+    assert check(src, out)[:2] == (1, [f"mode     {out}/rs1/setup.sh", f"mode     {out}/rs2/cloud-init.yaml.gz"])
 
 
 def test_removed_file_is_reported_as_added(built: tuple[Path, Path]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import gzip
 import hashlib
 import ipaddress
 import json
@@ -553,7 +554,7 @@ def _check_cloud_init(host: Path, text: str) -> None:
     assert isinstance(doc["hostname"], str) and "." not in doc["hostname"]
     written = {f["path"]: f for f in doc["write_files"]}
     files = {p.relative_to(host).as_posix(): p for p in host.rglob("*") if p.is_file()}
-    expected = {f"/var/lib/lvsgen/host/{rel}": p for rel, p in files.items() if rel not in ("cloud-init.yaml", ".lvsgen-manifest")}
+    expected = {f"/var/lib/lvsgen/host/{rel}": p for rel, p in files.items() if rel not in ("cloud-init.yaml.gz", ".lvsgen-manifest")}
     assert sorted(written) == sorted(expected), host
     for path, src in expected.items():
         assert written[path]["content"] == src.read_text(), path
@@ -585,6 +586,8 @@ def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
         assert "etc/systemd/system/lvsgen.service" in files  # every host, every network stack
         for name, path in files.items():
             data = path.read_bytes()
+            if name == "cloud-init.yaml.gz":
+                data = gzip.decompress(data)
             text = data.decode("utf-8")
             mode = path.stat().st_mode & 0o777
             assert mode == (0o755 if name == "setup.sh" else 0o644), f"{path}: mode {mode:o}"
@@ -592,7 +595,7 @@ def check_tree(out: Path, document: dict[str, Any], scripts: Scripts) -> None:
                 if name == "setup.sh":
                     assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text, path
                 scripts.setdefault(hashlib.sha256(data).hexdigest(), (role if name == "setup.sh" else "library", data))
-            elif name == "cloud-init.yaml":
+            elif name == "cloud-init.yaml.gz":
                 _check_cloud_init(host, text)
             elif name.endswith(".json"):  # none today; a JSON artifact must parse
                 json.loads(text)
@@ -758,7 +761,7 @@ def _attempt(document: Any, tmp: Path) -> bool:
     assert (run.stdout, run.stderr) == ("", "")
     plan = pipeline.compile_file(src)
     assert tree(out) == {
-        f"{host}/{f.path}": (f.text.encode(), f.mode) for host, files in plan.items() for f in [*files, File(MANIFEST, writer.manifest_text(files), 0o644)]
+        f"{host}/{f.path}": (f.data(), f.mode) for host, files in plan.items() for f in [*files, File(MANIFEST, writer.manifest_text(files), 0o644)]
     }
     return True
 

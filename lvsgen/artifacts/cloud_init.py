@@ -1,5 +1,6 @@
-"""cloud-init user-data (cloud-init.yaml): the host's folder written to the boot copy, the
-packages setup.sh needs, and one runcmd that runs setup.sh."""
+"""cloud-init user-data (cloud-init.yaml.gz): the host's folder written to the boot copy, the
+packages setup.sh needs, and one runcmd that runs setup.sh; stored gzip-compressed, which
+cloud-init uncompresses before it reads the YAML."""
 
 from __future__ import annotations
 
@@ -66,4 +67,4 @@ def packages(state: HostState) -> list[str]:
 
 
 def files(state: HostState, head: str, folder: list[File]) -> list[File]:
-    return [File(CLOUD_INIT, cloud_init(head, state.host, folder, packages(state)))]
+    return [File(CLOUD_INIT, cloud_init(head, state.host, folder, packages(state)), gzip=True)]

@@ -330,10 +330,10 @@ def install_boot_files(tree):
         name = host["name"]
         run(["cp", "-a", f"{T}/{tree}/{name}/etc/.", f"{VM}/etc/{name}/"])
         os.makedirs(f"{VM}/state/{name}", exist_ok=True)
-        # What cloud-init's write_files puts there: the host folder without cloud-init.yaml
+        # What cloud-init's write_files puts there: the host folder without cloud-init.yaml.gz
         # itself and the build's manifest.
         run(["cp", "-a", f"{T}/{tree}/{name}/.", f"{VM}/state/{name}/host/"])
-        for extra in ("cloud-init.yaml", ".lvsgen-manifest"):
+        for extra in ("cloud-init.yaml.gz", ".lvsgen-manifest"):
             os.remove(f"{VM}/state/{name}/host/{extra}")
         wants = f"{VM}/etc/{name}/systemd/system/multi-user.target.wants"
         for unit in ("lvsgen.service", "lvsgen-network.service"):
