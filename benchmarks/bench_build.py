@@ -66,6 +66,8 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     pid = os.fork()
     if pid == 0:  # child: exec the command so that ru_maxrss is its own
         os.chdir(cwd)
+        # This checkout's lvsgen, whatever else is installed (an editable install elsewhere).
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.execvp(cmd[0], cmd)
