@@ -90,9 +90,10 @@ def du(path: Path, *extra: str) -> int:
 
 
 def output_figures(out: Path) -> str:
-    files = sum(len(names) for _, _, names in os.walk(out))
+    sizes = [os.lstat(os.path.join(root, n)).st_size for root, _, names in os.walk(out) for n in names]
     apparent, disk = du(out, "--apparent-size"), du(out)
-    return f"{files} files, {apparent / 1e6:.1f} MB apparent, {disk / 1e6:.1f} MB on disk"
+    return (f"{len(sizes)} files, {sum(sizes) / 1e6:.1f} MB in all (each name counted, what cp -r copies), "
+            f"{apparent / 1e6:.1f} MB apparent and {disk / 1e6:.1f} MB on disk (du, each inode once)")
 
 
 def largest_user_data(out: Path) -> tuple[str, int, int]:
