@@ -16,6 +16,7 @@ temporary names a killed build left there. Anything else under the output folder
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from lvsgen import writer
 from lvsgen.files import File
@@ -23,7 +24,7 @@ from lvsgen.files import File
 _WIDTH = max(len(kind.value) for kind in writer.Kind)
 
 
-def differences(out: Path, plan: dict[str, list[File]]) -> list[str]:
+def differences(out: Path, plan: Mapping[str, list[File]]) -> list[str]:
     """One line per file a build of plan into out would change; empty if out is up to date.
     Raises OutputError for a tree the build refuses to write, with the build's message."""
     todo = writer.changes(out, plan)

@@ -10,7 +10,7 @@ import os
 import sys
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, List, Mapping, Optional, TypeVar
 
 import typer
 
@@ -108,7 +108,7 @@ def build(
         raise typer.Exit(EXIT_INVALID) from None
 
 
-def _check(cluster: Path, output: Path, plan: dict[str, list[File]]) -> None:
+def _check(cluster: Path, output: Path, plan: Mapping[str, list[File]]) -> None:
     """build --check: list on stdout what a build would change; exit 1 if anything."""
     try:
         lines = checker.differences(output, plan)

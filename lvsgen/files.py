@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lvsgen.model import Cluster
 
@@ -51,11 +52,32 @@ class File:
     text: str
     mode: int = MODE_FILE
     gzip: bool = False  # stored gzip-compressed (text is what it uncompresses to)
+    # gzip only: a part of text that is the same on every host (the engine's block in the
+    # user-data). It is compressed once per build, as a gzip member of its own, between the
+    # members of the text before and after it; a gzip file may be such a series of members,
+    # and gzip, zcat and Python's gzip module (cloud-init's) uncompress it as one.
+    shared: str = ""
 
     def data(self) -> bytes:
         """The file's bytes. gzip output is made deterministic: no name, mtime 0, level 9."""
-        data = self.text.encode("utf-8")
-        return gzip.compress(data, compresslevel=9, mtime=0) if self.gzip else data
+        if not self.gzip:
+            return self.text.encode("utf-8")
+        at = self.text.find(self.shared) if self.shared else -1
+        if at < 0:
+            return _compress(self.text)
+        end = at + len(self.shared)
+        return b"".join(
+            [_compress(self.text[:at]) if at else b"", _compress_once(self.shared), _compress(self.text[end:]) if end < len(self.text) else b""]
+        )
+
+
+def _compress(text: str) -> bytes:
+    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+
+
+# The shared part is one string object for the whole build, so each call after the first
+# costs a dictionary lookup.
+_compress_once = lru_cache(maxsize=4)(_compress)
 
 
 def header(cluster: Cluster) -> str:

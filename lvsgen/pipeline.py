@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from lvsgen import files, model, plan, reader, schema, semantic
 from lvsgen.errors import InputError, Problem
@@ -21,5 +22,6 @@ def load(path: Path) -> model.Cluster:
     return model.build(document, path.name)
 
 
-def compile_file(path: Path) -> dict[str, list[files.File]]:
+def compile_file(path: Path) -> Mapping[str, list[files.File]]:
+    """Every host's files, each host's rendered when the writer comes to it (plan.Plan)."""
     return plan.plan(load(path))

@@ -1,4 +1,4 @@
-"""Step 5: the plan. Every file of every host, in memory.
+"""Step 5: the plan. Every file of every host, each host's rendered in memory when asked for.
 
 lvsgen.state works out what each host must look like; each module of lvsgen.artifacts spells
 one kind of file from that state. This module only puts them together: which host gets which
@@ -6,6 +6,8 @@ files. Templates only loop and substitute; every token they print is computed be
 """
 
 from __future__ import annotations
+
+from typing import Iterator, Mapping
 
 from lvsgen.artifacts import cloud_init, ipvsadm, modules, networkd, nftables, setup, sysctl
 from lvsgen.files import File, header
@@ -31,7 +33,26 @@ def host_files(cluster: Cluster, host: Host, by_host: ByHost) -> list[File]:
     return sorted(folder, key=lambda f: f.path)
 
 
-def plan(cluster: Cluster) -> dict[str, list[File]]:
-    """Every managed host's files, by host name. Unmanaged real servers get nothing."""
-    by_host = services_by_host(cluster)
-    return {host.name: host_files(cluster, host, by_host) for host in cluster.hosts}
+class Plan(Mapping[str, list[File]]):
+    """Every managed host's files, by host name; unmanaged real servers get nothing.
+
+    A host's files are rendered each time they are looked up, and not kept: the writer
+    takes one host at a time, so that a build holds one host's files, not every host's."""
+
+    def __init__(self, cluster: Cluster):
+        self._cluster = cluster
+        self._hosts = {host.name: host for host in cluster.hosts}
+        self._by_host = services_by_host(cluster)
+
+    def __getitem__(self, name: str) -> list[File]:
+        return host_files(self._cluster, self._hosts[name], self._by_host)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._hosts)
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+
+def plan(cluster: Cluster) -> Plan:
+    return Plan(cluster)

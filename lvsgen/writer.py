@@ -18,8 +18,10 @@ A reader sees each file old or new, never half of one. A file that already has i
 and mode is not touched. The temporary names are lvsgen's alone: what a killed build left
 of them in a host folder is removed by the next build that completes.
 
-What a build will change is decided once, by `changes`, which only reads: `write` applies
-exactly that list, and `lvsgen build --check` prints it.
+What a build will change is decided by one comparison, which only reads: `write` applies
+it one host folder at a time (a host's files are rendered, compared and staged, then
+dropped, so a build holds one host's files in memory, not every host's), and `changes`,
+which `lvsgen build --check` prints, collects it for every host without the bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import stat
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Iterator, Mapping
 
 from lvsgen.errors import OutputError
 from lvsgen.files import MANIFEST, File
@@ -40,6 +43,14 @@ _MANIFEST_HEAD = "# files lvsgen wrote in this folder; on rebuild it removes onl
 # only by a crash) is safe to replace.
 _NEW = ".lvsgen-tmp"
 _OLD = ".lvsgen-old"
+# How many hard-linked files' bytes the comparison keeps (the newest): the engine's is the
+# one that matters, and the bound keeps a tree of linked files from filling memory.
+_VERIFIED = 8
+# Identical files a build stages (the engine, the same on every host) share one inode: the
+# first is written, the others are hard links to it. Only files of at least _LINK_MIN bytes,
+# and only the _LINKABLE distinct ones most recently used are remembered, so memory stays bounded.
+_LINK_MIN = 4096
+_LINKABLE = 8
 
 
 def read_manifest(folder: Path) -> list[str] | None:
@@ -86,8 +97,10 @@ class Changes:
     leftovers: tuple[Path, ...]
 
 
-def _difference(path: Path, data: bytes, mode: int) -> Kind | None:
-    """How the file at path differs from data with mode; None if it has both already."""
+def _difference(path: Path, data: bytes, mode: int, verified: dict[tuple[int, int], bytes] | None = None) -> Kind | None:
+    """How the file at path differs from data with mode; None if it has both already.
+    verified: the bytes of hard-linked files already read, by (device, inode), so that
+    another name of one is compared without reading it again."""
     try:
         st = path.lstat()
     except (FileNotFoundError, NotADirectoryError):
@@ -96,11 +109,18 @@ def _difference(path: Path, data: bytes, mode: int) -> Kind | None:
         return Kind.CHANGED
     if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
         return Kind.CHANGED
+    inode = (st.st_dev, st.st_ino)
+    if verified is not None and verified.get(inode) == data:
+        return Kind.MODE if stat.S_IMODE(st.st_mode) != mode else None
     try:
         if path.read_bytes() != data:
             return Kind.CHANGED
     except OSError:
         return Kind.CHANGED
+    if verified is not None and st.st_nlink > 1:
+        verified[inode] = data
+        while len(verified) > _VERIFIED:
+            del verified[next(iter(verified))]
     return Kind.MODE if stat.S_IMODE(st.st_mode) != mode else None
 
 
@@ -218,47 +238,62 @@ def check_writable(out: Path, hosts: list[str]) -> None:
             )
 
 
-def changes(out: Path, plan: dict[str, list[File]]) -> Changes:
-    """What a build of plan into out would change; reads only, and refuses (OutputError)
-    what the build refuses. This is the one comparison: `write` applies its result."""
-    check_writable(out, sorted(plan))
-    files: list[Change] = []
-    hosts: list[Path] = []  # the host folders the build writes or removes files in
+def _host_changes(out: Path, plan: Mapping[str, list[File]]) -> Iterator[tuple[list[Change], list[Path]]]:
+    """For each host folder the build writes or removes files in, one at a time: its changes
+    (in the order the build applies them) and the temporary names a killed build left there.
+    Reads only. A host's files are rendered when its turn comes, and its leftovers are listed
+    before the caller stages anything in it."""
+    verified: dict[tuple[int, int], bytes] = {}  # hard-linked files already compared
 
-    def compare(folder: Path, f: File) -> None:
+    def compare(folder: Path, f: File, found: list[Change]) -> None:
         data = f.data()
-        kind = _difference(folder / f.path, data, f.mode)
+        kind = _difference(folder / f.path, data, f.mode, verified)
         if kind is not None:
-            files.append(Change(kind, folder / f.path, data, f.mode))
+            found.append(Change(kind, folder / f.path, data, f.mode))
 
-    def remove(folder: Path, names: list[str]) -> None:
+    def remove(folder: Path, names: list[str], found: list[Change]) -> None:
         for name in names:
             target = folder / name
             if target.is_file() or target.is_symlink():
-                files.append(Change(Kind.REMOVED, target))
+                found.append(Change(Kind.REMOVED, target))
 
     for host in sorted(plan):
         folder = out / host
-        hosts.append(folder)
         new = plan[host]
         old = read_manifest(folder) or []
+        found: list[Change] = []
         for f in new:
-            compare(folder, f)
-        remove(folder, sorted(set(old) - {f.path for f in new}))
+            compare(folder, f, found)
+        remove(folder, sorted(set(old) - {f.path for f in new}), found)
         # The manifest last: a build that dies halfway leaves the old one, which still
         # names every file the previous build wrote.
-        compare(folder, File(MANIFEST, manifest_text(new), 0o644))
+        compare(folder, File(MANIFEST, manifest_text(new), 0o644), found)
+        yield found, _leftovers(folder)
     # Host folders lvsgen wrote earlier for hosts that are gone: remove what it wrote there.
     if out.is_dir():
         for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in plan):
-            old = read_manifest(folder)
-            if old is not None:
-                hosts.append(folder)
-                remove(folder, old + [MANIFEST])
-    leftovers = sorted(
-        Path(root, name) for host in hosts for root, _, names in os.walk(host) for name in names if _is_leftover(name)
-    )
-    return Changes(tuple(files), tuple(leftovers))
+            gone = read_manifest(folder)
+            if gone is not None:
+                found = []
+                remove(folder, gone + [MANIFEST], found)
+                yield found, _leftovers(folder)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return sorted(Path(root, name) for root, _, names in os.walk(folder) for name in names if _is_leftover(name))
+
+
+def changes(out: Path, plan: Mapping[str, list[File]]) -> Changes:
+    """What a build of plan into out would change; reads only, and refuses (OutputError)
+    what the build refuses. This is the one comparison: `write` applies the same changes,
+    one host folder at a time. The result holds no file's bytes (data is b"")."""
+    check_writable(out, sorted(plan))
+    files: list[Change] = []
+    leftovers: list[Path] = []
+    for found, left in _host_changes(out, plan):
+        files += (Change(c.kind, c.target, b"", c.mode) for c in found)
+        leftovers += left
+    return Changes(tuple(files), tuple(sorted(leftovers)))
 
 
 class _Build:
@@ -270,18 +305,45 @@ class _Build:
         self.created: list[Path] = []  # folders this build made
         self.emptied: list[Path] = []  # folders it removed files from: pruned once empty
         self.at = out  # what the build is working on: named when it fails
+        # Files staged so far that a later identical one is linked to, as (mode, bytes,
+        # staged name): the _LINKABLE most recently used.
+        self.staged: list[tuple[int, bytes, Path]] = []
 
-    def stage(self, todo: Changes) -> None:
-        _makedirs(self.out, self.created)
-        for change in todo.files:
+    def stage(self, found: list[Change]) -> None:
+        for change in found:
             self.at = target = change.target
             if change.kind is Kind.REMOVED:
                 self.steps.append(_removal(target))
                 self.emptied.append(target.parent)
             else:
                 _makedirs(target.parent, self.created)
-                self.steps.append(_Step(target, _beside(target, _NEW)))
-                _stage(self.steps[-1], change.data, change.mode)
+                step = _Step(target, _beside(target, _NEW))
+                self.steps.append(step)
+                self._stage(step, change.data, change.mode)
+
+    def _stage(self, step: _Step, data: bytes, mode: int) -> None:
+        """Stage data, as a hard link to a file this build staged with the same bytes and
+        mode (every host's engine), or where there is none or no hard links, written out."""
+        if len(data) < _LINK_MIN:
+            _stage(step, data, mode)
+            return
+        at = next((i for i, (m, other, _) in enumerate(self.staged) if m == mode and other == data), None)
+        if at is not None:
+            self.staged.append(self.staged.pop(at))  # the newest used: kept the longest
+            assert step.new is not None
+            step.new.unlink(missing_ok=True)
+            try:
+                os.link(self.staged[-1][2], step.new)
+            except OSError:
+                pass  # a filesystem without hard links: write it out
+            else:
+                if step.target.is_file() or step.target.is_symlink():
+                    _keep(step)
+                return
+        _stage(step, data, mode)
+        if at is None:
+            assert step.new is not None
+            self.staged = [*self.staged[-(_LINKABLE - 1):], (mode, data, step.new)]
 
     def commit(self) -> None:
         for step in self.steps:
@@ -291,14 +353,14 @@ class _Build:
     def undo(self) -> list[Path]:
         return _undo(self.steps, self.created)
 
-    def finish(self, todo: Changes, hosts: set[str]) -> None:
+    def finish(self, leftovers: list[Path], hosts: set[str]) -> None:
         """After the last rename: drop the previous files and the folders left empty."""
         for step in self.steps:
             if step.old is not None:
                 step.old.unlink(missing_ok=True)
         # What a killed build, or a failed one that could not undo itself, left behind in
         # lvsgen's folders: only lvsgen makes these names. This build may have reused some.
-        for leftover in todo.leftovers:
+        for leftover in leftovers:
             leftover.unlink(missing_ok=True)
             self.emptied.append(leftover.parent)
         for folder in sorted(set(self.emptied), key=lambda p: len(p.parts), reverse=True):
@@ -308,11 +370,17 @@ class _Build:
                 _prune(top, self.out)
 
 
-def write(out: Path, plan: dict[str, list[File]]) -> None:
+def write(out: Path, plan: Mapping[str, list[File]]) -> None:
+    """Apply `changes`: compare and stage one host folder at a time (so that only one host's
+    files are in memory), then commit every staged file, or undo it all."""
     build = _Build(out)
+    leftovers: list[Path] = []
     try:
-        todo = changes(out, plan)
-        build.stage(todo)
+        check_writable(out, sorted(plan))
+        _makedirs(out, build.created)
+        for found, left in _host_changes(out, plan):
+            build.stage(found)
+            leftovers += left
         build.commit()
     except OSError as err:
         failed = build.undo()
@@ -326,4 +394,4 @@ def write(out: Path, plan: dict[str, list[File]]) -> None:
     except BaseException:
         build.undo()
         raise
-    build.finish(todo, set(plan))
+    build.finish(leftovers, set(plan))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import gzip
 import json
 import re
 import shutil
 import subprocess
+from typing import Any
 from pathlib import Path
 
 import pytest
 import yaml
 
-from cases import ROOT, USER_DATA, golden_cases, lvsgen, user_data
+from cases import ROOT, USER_DATA, case_input, golden_cases, lvsgen, user_data
 from lint import networkd_available, networkd_warnings
 
 SCRIPTS = sorted(p for case in golden_cases() for p in (case / "expected").glob("*/setup.sh"))
@@ -263,3 +266,39 @@ def test_user_data_is_the_gzip_of_its_yaml_and_the_same_bytes_every_time(tmp_pat
     data = (host / USER_DATA).read_bytes()
     assert data[:2] == b"\x1f\x8b" and data[4:8] == b"\0\0\0\0" and not data[3] & 0x08, "gzip with an mtime or a name"
     assert user_data(host).startswith("#cloud-config\n")
+
+
+def _planned_user_data() -> list[tuple[Path, Any]]:
+    """(golden host folder, its planned user-data File) for every host of every golden case."""
+    from lvsgen import pipeline
+
+    out = []
+    for case in golden_cases():
+        for host, files in pipeline.compile_file(case_input(case)).items():
+            out.append((case / "expected" / host, next(f for f in files if f.path == USER_DATA)))
+    return out
+
+
+def test_user_data_compresses_the_engine_once_as_its_own_gzip_member() -> None:
+    """The engine's block, the same bytes in every user-data, is one gzip member made once per
+    build, between the members of the YAML before and after it. gzip.decompress (what
+    cloud-init uses) and gzip -dc read the series as one file: exactly the YAML that a single
+    member gives, and the bytes in the golden trees."""
+    from lvsgen.artifacts.cloud_init import entry_yaml
+    from lvsgen.files import LIBRARY, File
+    from lvsgen.artifacts.setup import library
+
+    engine = gzip.compress(entry_yaml(File(LIBRARY, library())).encode(), compresslevel=9, mtime=0)
+    planned = _planned_user_data()
+    assert len(planned) == len(HOSTS)
+    for folder, f in planned:
+        data = f.data()
+        assert data == (folder / USER_DATA).read_bytes(), folder
+        single = dataclasses.replace(f, shared="").data()
+        assert single != data and gzip.decompress(single) == f.text.encode()
+        assert data.count(engine) == 1 and not data.startswith(engine), f"{folder}: the engine is not a member of its own"
+        assert gzip.decompress(data) == f.text.encode(), folder
+        zcat = subprocess.run(["gzip", "-dc"], input=data, capture_output=True, check=True)
+        assert zcat.stdout == f.text.encode() and zcat.stderr == b"", folder
+        assert len(base64.b64encode(data)) <= USER_DATA_LIMIT, folder
+        assert f.data() == data, "the same bytes every time"

@@ -1012,3 +1012,20 @@ def test_rename_that_keeps_failing(rebuild: tuple[Path, Path, Path], monkeypatch
                 assert str(out / name) in run.stderr, f"#{n}: the message does not name {name}"
         assert build(second, out).code == 0
         assert snapshot(out) == snapshot(fresh), f"#{n}: the next build did not clean up"
+
+
+def test_identical_files_are_written_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every host's engine is the same bytes: the build writes it once and hard-links the
+    other hosts' to it; --check of that tree finds nothing to change; and where there are no
+    hard links, each host gets its own copy, the same tree byte for byte."""
+    out = tmp_path / "out"
+    assert build(ROOT / "examples/cluster.json", out).code == 0
+    engines = sorted(out.glob("*/lvsgen.sh"))
+    assert len(engines) > 2 and len({p.stat().st_ino for p in engines}) == 1
+    check = CliRunner().invoke(cli.app, ["build", "--check", str(ROOT / "examples/cluster.json"), "-o", str(out)])
+    assert check.exit_code == 0 and check.stdout == "", check.stdout
+    copies = tmp_path / "copies"
+    monkeypatch.setattr(os, "link", Fault(os.link, 1, errno.EPERM, lasting=True))
+    assert build(ROOT / "examples/cluster.json", copies).code == 0
+    assert len({p.stat().st_ino for p in copies.glob("*/lvsgen.sh")}) == len(engines)
+    assert snapshot(copies) == snapshot(out)

@@ -4,9 +4,11 @@ cloud-init uncompresses before it reads the YAML."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import yaml
 
-from lvsgen.files import CLOUD_INIT, CLOUD_INIT_DIR, SETUP, File
+from lvsgen.files import CLOUD_INIT, CLOUD_INIT_DIR, LIBRARY, SETUP, File
 from lvsgen.model import Host
 from lvsgen.state import HostState
 
@@ -29,17 +31,24 @@ def literal_dumper(base: type) -> type:
 _LiteralDumper = literal_dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper))
 
 
+def _entry(f: File) -> dict[str, str]:
+    return {"path": f"{CLOUD_INIT_DIR}/{f.path}", "owner": "root:root", "permissions": f"{f.mode:04o}", "content": f.text}
+
+
+def _dump(document: dict[str, object]) -> str:
+    return yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+
+
+@lru_cache(maxsize=4)
+def entry_yaml(f: File) -> str:
+    """The YAML of f's item in write_files, as it appears in every user-data: the engine's is
+    the same bytes on every host, so its gzip member is made once (File.shared)."""
+    return _dump({"write_files": [_entry(f)]}).removeprefix("write_files:\n")
+
+
 def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) -> str:
     """#cloud-config user-data: write the host's folder, then run its setup.sh."""
-    write_files = [
-        {
-            "path": f"{CLOUD_INIT_DIR}/{f.path}",
-            "owner": "root:root",
-            "permissions": f"{f.mode:04o}",
-            "content": f.text,
-        }
-        for f in sorted(files, key=lambda f: f.path)
-    ]
+    write_files = [_entry(f) for f in sorted(files, key=lambda f: f.path)]
     document: dict[str, object] = {}
     # The hostname setup.sh checks: set by cloud-init before runcmd, so a cloud's own name for
     # the instance does not make setup.sh refuse.
@@ -57,7 +66,7 @@ def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) ->
         ' and stopped at the step it names; see /var/log/cloud-init-output.log";'
         ' echo "$msg" >&2; { echo "$msg" > /dev/console; } 2>/dev/null; exit "$rc"; }',
     ]]
-    body = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    body = _dump(document)
     return f"#cloud-config\n{head}\n{body}"
 
 
@@ -67,4 +76,6 @@ def packages(state: HostState) -> list[str]:
 
 
 def files(state: HostState, head: str, folder: list[File]) -> list[File]:
-    return [File(CLOUD_INIT, cloud_init(head, state.host, folder, packages(state)), gzip=True)]
+    text = cloud_init(head, state.host, folder, packages(state))
+    engine = next((entry_yaml(f) for f in folder if f.path == LIBRARY), "")
+    return [File(CLOUD_INIT, text, gzip=True, shared=engine)]
