@@ -286,9 +286,9 @@ def test_user_data_compresses_the_engine_once_as_its_own_gzip_member() -> None:
     member gives, and the bytes in the golden trees."""
     from lvsgen.artifacts.cloud_init import entry_yaml
     from lvsgen.files import LIBRARY, File
-    from lvsgen.artifacts.setup import library
+    from lvsgen import engine as host_engine
 
-    engine = gzip.compress(entry_yaml(File(LIBRARY, library())).encode(), compresslevel=9, mtime=0)
+    engine = gzip.compress(entry_yaml(File(LIBRARY, host_engine.text())).encode(), compresslevel=9, mtime=0)
     planned = _planned_user_data()
     assert len(planned) == len(HOSTS)
     for folder, f in planned:
