@@ -47,6 +47,10 @@ class Plan(Mapping[str, list[File]]):
     def __getitem__(self, name: str) -> list[File]:
         return host_files(self._cluster, self._hosts[name], self._by_host)
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's own __contains__ looks the item up, which would render the host's files.
+        return name in self._hosts
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._hosts)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from functools import lru_cache
 from typing import Sequence
 
 from lvsgen import saved
@@ -47,8 +48,10 @@ class NotShowable(ValueError):
     """A rules line /proc/net/ip_vs cannot show in full."""
 
 
+@lru_cache(maxsize=65536)
 def _addr_port(word: str) -> tuple[IPAddress, str]:
-    """'192.0.2.1:80' -> (address, 'C0000201:0050'); IPv6 as %pI6 prints it, in brackets."""
+    """'192.0.2.1:80' -> (address, 'C0000201:0050'); IPv6 as %pI6 prints it, in brackets.
+    Cached: a real server's address and port recur in every service it serves."""
     try:
         address, port = saved.parse_address_port(word)
     except saved.LineError as exc:

@@ -106,9 +106,7 @@ def _director_state(cluster: Cluster, host: Host) -> HostState:
     if host.nat_address is not None and host.nat_interface is not None:
         _own_address(state, host, host.nat_address.with_prefixlen, host.nat_interface)
     _add_unique(state.nics, [d.interface for d in host.sync_daemons])
-    for vip in _by_address(cluster.vips):
-        if vip.director != host.name:
-            continue
+    for vip in _by_address(cluster.vips_of(host.name)):
         state.services.extend(vip.services)
         if vip.address.version == 4:
             # On lvsgen's own dummy device, not the NIC: nothing that reconfigures the NIC (the

@@ -46,9 +46,26 @@ def entry_yaml(f: File) -> str:
     return _dump({"write_files": [_entry(f)]}).removeprefix("write_files:\n")
 
 
+def _items(files: list[File]) -> str:
+    """The YAML of write_files' items for files, as they appear in the user-data."""
+    return _dump({"write_files": [_entry(f) for f in files]}).removeprefix("write_files:\n") if files else ""
+
+
+@lru_cache(maxsize=1)
+def _runcmd() -> str:
+    """The runcmd, the same on every host. A failure must be impossible to miss: runcmd fails
+    (cloud-init status: error) and the console says so, not only
+    /var/log/cloud-init-output.log."""
+    return _dump({"runcmd": [[
+        "bash", "-c",
+        f'bash {CLOUD_INIT_DIR}/{SETUP} || {{ rc=$?; msg="lvsgen: {CLOUD_INIT_DIR}/{SETUP} failed with exit status $rc'
+        ' and stopped at the step it names; see /var/log/cloud-init-output.log";'
+        ' echo "$msg" >&2; { echo "$msg" > /dev/console; } 2>/dev/null; exit "$rc"; }',
+    ]]})
+
+
 def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) -> str:
     """#cloud-config user-data: write the host's folder, then run its setup.sh."""
-    write_files = [_entry(f) for f in sorted(files, key=lambda f: f.path)]
     document: dict[str, object] = {}
     # The hostname setup.sh checks: set by cloud-init before runcmd, so a cloud's own name for
     # the instance does not make setup.sh refuse.
@@ -57,16 +74,16 @@ def cloud_init(head: str, host: Host, files: list[File], packages: list[str]) ->
         document["fqdn"] = host.hostname
     if packages:  # the host tools setup.sh needs beyond a base system: ipvsadm, nft
         document["packages"] = packages
-    document["write_files"] = write_files
-    # A failure must be impossible to miss: runcmd fails (cloud-init status: error) and the
-    # console says so, not only /var/log/cloud-init-output.log.
-    document["runcmd"] = [[
-        "bash", "-c",
-        f'bash {CLOUD_INIT_DIR}/{SETUP} || {{ rc=$?; msg="lvsgen: {CLOUD_INIT_DIR}/{SETUP} failed with exit status $rc'
-        ' and stopped at the step it names; see /var/log/cloud-init-output.log";'
-        ' echo "$msg" >&2; { echo "$msg" > /dev/console; } 2>/dev/null; exit "$rc"; }',
-    ]]
-    body = _dump(document)
+    # Block-style YAML of a mapping is its keys' YAML one after another, and of a list its
+    # items' YAML, so the document is put together from parts: the engine's item, the same
+    # on every host, is emitted once per build (entry_yaml), not once per host.
+    ordered = sorted(files, key=lambda f: f.path)
+    at = next((i for i, f in enumerate(ordered) if f.path == LIBRARY), None)
+    if at is None:
+        write_files = _items(ordered)
+    else:
+        write_files = _items(ordered[:at]) + entry_yaml(ordered[at]) + _items(ordered[at + 1 :])
+    body = _dump(document) + "write_files:\n" + write_files + _runcmd()
     return f"#cloud-config\n{head}\n{body}"
 
 
