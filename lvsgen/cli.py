@@ -15,8 +15,7 @@ from typing import Any, Callable, List, Mapping, Optional, TypeVar
 import typer
 
 from lvsgen import __version__, pipeline, schema, writer
-from lvsgen import check as checker, show as shower
-from lvsgen import diff as differ, importer
+# show, diff and import are loaded by their own commands: a build does not pay for them.
 from lvsgen.errors import InputError, OutputError
 from lvsgen.files import File
 
@@ -111,6 +110,8 @@ def build(
 def _check(cluster: Path, output: Path, plan: Mapping[str, list[File]]) -> None:
     """build --check: list on stdout what a build would change; exit 1 if anything."""
     try:
+        from lvsgen import check as checker
+
         lines = checker.differences(output, plan)
     except OutputError as error:  # the tree the build refuses, refused in the same words
         _err(f"lvsgen: cannot write {output}: {error}")
@@ -143,6 +144,8 @@ def show_cluster(
     except InputError as error:
         _report(cluster, error)
         raise typer.Exit(EXIT_INVALID) from None
+    from lvsgen import show as shower
+
     sys.stdout.write(shower.json_text(model) if as_json else shower.table(model))
 
 
@@ -181,6 +184,8 @@ def diff_live(
 
     The delta is the host engine's own (lvsgen.sh, run with bash and awk). Exit codes: 0 no changes; 2 changes pending (as setup.sh --dry-run; a usage error is also 2); 1 invalid input, a host that is not a director, or an unreadable table; 3 a bug in lvsgen.
     """
+    from lvsgen import diff as differ
+
     try:
         result = differ.compare(cluster, host, live)
     except InputError as error:
@@ -209,6 +214,8 @@ def import_tables(
 
     Anything a cluster file cannot describe is an error naming its FILE:LINE; nothing is written then. Exit codes: 0 ok; 1 invalid input; 2 usage error; 3 a bug in lvsgen.
     """
+    from lvsgen import importer
+
     try:
         importer.run(tables, output, name, directors or [], nats or [], force)
     except importer.ImportFailed as error:

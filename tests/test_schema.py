@@ -16,6 +16,15 @@ from lvsgen.errors import InputError
 
 from cases import ROOT, error_cases
 
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    """lvsgen does not check its schema against the metaschema at run time (it took a third of
+    a seed build's own time); this does, and a broken schema fails here."""
+    Draft202012Validator.check_schema(schema.load_schema())
+    broken = {**schema.load_schema(), "type": "cluster"}
+    with pytest.raises(Exception):
+        Draft202012Validator.check_schema(broken)
+
+
 def _is_json(path: Path) -> bool:
     try:
         reader.parse(path.read_text())
